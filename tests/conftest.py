@@ -1,0 +1,80 @@
+"""Shared fixtures: a generated VOC tree, the real data in ../shared/data, composed configs."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_VOC = REPO / "data" / "VOCdevkit" / "VOC2012"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(name: str) -> Path:
+    """Path to a dataset in ../shared/data; skip without it, but fail under CI=true."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        message = f"real data {path} is absent (it sits beside the repository on dev machines)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; under CI=true it must be there")
+        pytest.skip(message)
+    return path
+
+
+def voc_palette() -> list[int]:
+    """The standard VOC colour map as a flat 768-long PIL palette."""
+    palette = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette += [r, g, b]
+    return palette
+
+
+def write_voc_tree(
+    root: Path,
+    splits: dict[str, int] | None = None,
+    size: tuple[int, int] = (48, 64),
+    num_classes: int = 21,
+    seed: int = 0,
+) -> Path:
+    """Write a small VOC-layout tree: JPEGs, palette masks with 255 borders, split files.
+
+    Each mask holds a background, one rectangle of a random foreground class and a 2-pixel
+    255 border around the rectangle, as VOC annotations do. Image ids are unique across splits.
+    """
+    splits = splits or {"train": 6, "val": 3}
+    rng = np.random.default_rng(seed)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    h, w = size
+    palette = voc_palette()
+    for split, count in splits.items():
+        ids = [f"{split}_{i:04d}" for i in range(count)]
+        for image_id in ids:
+            mask = np.zeros((h, w), np.uint8)
+            y0, x0 = rng.integers(2, h // 2), rng.integers(2, w // 2)
+            y1, x1 = y0 + h // 3, x0 + w // 3
+            mask[y0 - 2 : y1 + 2, x0 - 2 : x1 + 2] = 255
+            mask[y0:y1, x0:x1] = rng.integers(1, num_classes)
+            image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            image[mask > 0] //= 2  # objects are darker: there is something to learn
+            Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg", quality=95)
+            png = Image.fromarray(mask, mode="P")
+            png.putpalette(palette)
+            png.save(root / "SegmentationClass" / f"{image_id}.png")
+        (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+@pytest.fixture
+def voc_root(tmp_path: Path) -> Path:
+    """A generated VOC tree with 6 train and 3 val images of 48x64."""
+    return write_voc_tree(tmp_path / "VOC2012")
