@@ -5,9 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import DictConfig
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("SEG_ROOT", str(REPO))
 SHIPPED_VOC = REPO / "data" / "VOCdevkit" / "VOC2012"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -78,3 +80,25 @@ def write_voc_tree(
 def voc_root(tmp_path: Path) -> Path:
     """A generated VOC tree with 6 train and 3 val images of 48x64."""
     return write_voc_tree(tmp_path / "VOC2012")
+
+
+def compose(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose configs/<config_name>.yaml as the command line would, writing under output_dir."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = hydra_compose(config_name, overrides=[*overrides, f"paths.output_dir={output_dir}"])
+    return cfg
+
+
+# A few-second CPU training run: tiny backbone, no ImageNet weights, no worker processes.
+FAST_TRAIN = [
+    "model.backbone=tiny",
+    "model.weights=null",
+    "trainer.accelerator=cpu",
+    "trainer.max_epochs=2",
+    "trainer.enable_model_summary=false",
+    "data.num_workers=0",
+    "data.persistent_workers=false",
+]

@@ -1,0 +1,226 @@
+"""SegmentationModule: per-pixel cross-entropy training with epoch-level confusion-matrix metrics.
+
+Everything the module knows arrives as plain constructor values (class names, palette, class
+weights, mean/std for display), so ``save_hyperparameters()`` holds only plain Python values and
+``SegmentationModule.load_from_checkpoint(path)`` works without Hydra or data code, under torch's
+``weights_only=True`` loading.
+"""
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric
+
+from seg.metrics import ConfusionMatrix, scores
+from seg.models import build_model
+from seg.visualize import colourise, confusion_figure, denormalise, panel
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OPTIMIZERS = ("sgd", "adamw")
+REDUCTIONS = ("mean", "sum")
+
+
+class SegmentationModule(pl.LightningModule):
+    """Train a ``build_model(arch, backbone, num_classes)`` network; log loss and mIoU per epoch.
+
+    Loss ``reduction="sum"`` with SGD, ``lr=1e-10``, ``momentum=0.99`` and batch 1 is the FCN
+    paper's recipe; ``bias_lr_factor=2`` with ``bias_weight_decay=False`` is its bias treatment.
+    The learning rate follows ``(1 - it / max_it) ** poly_power`` per iteration after an optional
+    linear warm-up.
+    """
+
+    def __init__(
+        self,
+        arch: str = "fcn8s",
+        backbone: str = "vgg16",
+        num_classes: int = 21,
+        weights: str | None = None,
+        weights_required: bool = False,
+        freeze_upsampler: bool = False,
+        class_names: list[str] | None = None,
+        palette: list[list[int]] | None = None,
+        mean: list[float] = IMAGENET_MEAN,
+        std: list[float] = IMAGENET_STD,
+        ignore_index: int = 255,
+        class_weights: list[float] | None = None,
+        loss_reduction: str = "mean",
+        optimizer: str = "sgd",
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        bias_lr_factor: float = 1.0,
+        bias_weight_decay: bool = True,
+        warmup_iters: int = 0,
+        poly_power: float = 0.9,
+        channels_last: bool = False,
+        compile: bool = False,
+        num_vis_images: int = 4,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}")
+        if loss_reduction not in REDUCTIONS:
+            raise ValueError(
+                f"model.loss_reduction={loss_reduction!r} is unknown; choose one of {REDUCTIONS}"
+            )
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(
+                f"model.class_weights has {len(class_weights)} values but the data has "
+                f"{num_classes} classes; give one weight per class, 'median_frequency' or null"
+            )
+        self.save_hyperparameters()
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.palette = palette or [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)]
+        self.model = build_model(
+            arch, backbone, num_classes, weights, weights_required, freeze_upsampler
+        )
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weight", weight, persistent=False)
+        self.val_matrix = ConfusionMatrix(num_classes, ignore_index)
+        self.test_matrix = ConfusionMatrix(num_classes, ignore_index)
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        self._compiled = None
+
+    def forward(self, images: Tensor) -> Tensor:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if self.hparams.compile and self._compiled is None:
+            # Kept out of the module tree so that state_dict keys stay those of self.model.
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
+        return (self._compiled or self.model)(images)
+
+    def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
+        return F.cross_entropy(
+            logits.float(),
+            masks,
+            weight=self.class_weight,
+            ignore_index=self.hparams.ignore_index,
+            reduction=self.hparams.loss_reduction,
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the training loss became {loss.item()} at step {self.global_step} "
+                f"(epoch {self.current_epoch}); nothing was saved from this step. Try a lower "
+                f"model.lr (now {self.hparams.lr}), model.loss_reduction=mean, or "
+                f"trainer.precision=32-true, then resume from the last checkpoint."
+            )
+        self.log("train/loss", loss, on_step=True, prog_bar=True)
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["image"])
+        masks = batch["mask"]
+        valid = (masks != self.hparams.ignore_index).sum()
+        loss = F.cross_entropy(
+            logits.float(), masks, weight=self.class_weight, ignore_index=self.hparams.ignore_index
+        )
+        if valid > 0:
+            getattr(self, f"{stage}_loss").update(loss, weight=valid)
+        preds = logits.argmax(dim=1)
+        getattr(self, f"{stage}_matrix").update(preds, masks)
+        if stage == "val" and batch_idx < self.hparams.num_vis_images:
+            self._log_panel(batch, preds, batch_idx)
+        return preds
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step("val", batch, batch_idx)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._eval_step("test", batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Log scores from the epoch's (DDP-summed) confusion matrix, computed once."""
+        matrix_metric = getattr(self, f"{stage}_matrix")
+        loss_metric = getattr(self, f"{stage}_loss")
+        matrix = matrix_metric.compute()
+        result = scores(matrix)
+        values = {f"{stage}/{k}": result[k] for k in ("pixel_acc", "mean_acc", "fwIoU")}
+        if loss_metric.weight.sum() > 0:
+            values[f"{stage}/loss"] = loss_metric.compute()
+        for name, iou in zip(self.class_names, result["iou"]):
+            if not math.isnan(iou):
+                values[f"{stage}/iou/{name}"] = iou
+        # Already summed across ranks by torchmetrics: no sync_dist here.
+        self.log_dict({k: float(v) for k, v in values.items()}, prog_bar=False)
+        self.log(f"{stage}/mIoU", float(result["mIoU"]), prog_bar=True)
+        if stage == "val" and not self.trainer.sanity_checking:
+            self._log_confusion(matrix)
+        matrix_metric.reset()
+        loss_metric.reset()
+
+    def _tensorboard(self):
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return None
+        for logger in self.loggers:
+            if hasattr(logger.experiment, "add_image"):
+                return logger.experiment
+        return None
+
+    def _log_panel(self, batch: dict[str, Tensor], preds: Tensor, index: int) -> None:
+        writer = self._tensorboard()
+        if writer is None:
+            return
+        hp = self.hparams
+        image = denormalise(batch["image"][0], hp.mean, hp.std)
+        truth = colourise(batch["mask"][0], self.palette, hp.ignore_index)
+        pred = colourise(preds[0], self.palette, hp.ignore_index)
+        writer.add_image(
+            f"val/prediction/{index}", panel(image, truth, pred), self.global_step, dataformats="HWC"
+        )
+
+    def _log_confusion(self, matrix: Tensor) -> None:
+        writer = self._tensorboard()
+        if writer is not None:
+            figure = confusion_figure(matrix, self.class_names)
+            writer.add_figure("val/confusion_matrix", figure, self.global_step)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, bias = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (bias if name.endswith(".bias") else decay).append(p)
+        groups = [
+            {"params": decay},
+            {
+                "params": bias,
+                "lr": hp.lr * hp.bias_lr_factor,
+                "weight_decay": hp.weight_decay if hp.bias_weight_decay else 0.0,
+            },
+        ]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: poly_factor(it, total, hp))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint holds every weight: reloading it must not fetch ImageNet weights again.
+        checkpoint["hyper_parameters"]["weights"] = None
+
+
+def poly_factor(it: int, total: int, hp) -> float:
+    """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``."""
+    factor = max(0.0, 1.0 - it / total) ** hp.poly_power
+    if it < hp.warmup_iters:
+        factor *= (it + 1) / hp.warmup_iters
+    return factor
