@@ -1,0 +1,63 @@
+"""Fetch Pascal VOC 2012 and SBD with torchvision's downloaders, or fail with what to do instead.
+
+Nothing falls back to other data: a failed download raises ``DownloadError`` naming the URL,
+the layout expected under the root and how to point the config at an existing copy.
+"""
+
+import tarfile
+from pathlib import Path
+
+from torchvision.datasets import SBDataset, VOCSegmentation
+from torchvision.datasets.voc import DATASET_YEAR_DICT
+
+from seg.data.sbd import SBD_LAYOUT, SPLIT_DIR
+from seg.data.voc import DatasetError
+
+VOC_URL = DATASET_YEAR_DICT["2012"]["url"]
+VOC_LAYOUT = f"JPEGImages/<id>.jpg, SegmentationClass/<id>.png and {SPLIT_DIR}/<split>.txt"
+
+
+class DownloadError(DatasetError):
+    """A dataset download failed (offline, moved URL, corrupt archive)."""
+
+
+def download_voc(root: str | Path) -> None:
+    """Download VOC2012 so that root (ending in VOCdevkit/VOC2012) holds it; no-op if present."""
+    root = Path(root)
+    if (root / "JPEGImages").is_dir():
+        return
+    if root.parts[-2:] != ("VOCdevkit", "VOC2012"):
+        raise DownloadError(
+            f"data.download=true fetches Pascal VOC 2012 into <dir>/VOCdevkit/VOC2012, but "
+            f"data.root={root} does not end in VOCdevkit/VOC2012; use such a root "
+            "(e.g. data/VOCdevkit/VOC2012) or point data.root at an existing copy"
+        )
+    try:
+        VOCSegmentation(root.parents[1], year="2012", image_set="train", download=True)
+    except (OSError, RuntimeError, ValueError, tarfile.TarError) as err:
+        raise DownloadError(
+            failure("Pascal VOC 2012", VOC_URL, root, VOC_LAYOUT, "root", err)
+        ) from err
+
+
+def download_sbd(sbd_root: str | Path) -> None:
+    """Download SBD (about 1.4 GB) into sbd_root; no-op if cls/ is already there."""
+    sbd_root = Path(sbd_root)
+    if (sbd_root / "cls").is_dir():
+        return
+    try:
+        # "train" rather than "train_noval": the latter's extra id list is no longer served
+        SBDataset(sbd_root, image_set="train", mode="segmentation", download=True)
+    except (OSError, RuntimeError, ValueError, tarfile.TarError) as err:
+        raise DownloadError(
+            failure("SBD", SBDataset.url, sbd_root, SBD_LAYOUT, "sbd_root", err)
+        ) from err
+
+
+def failure(name: str, url: str, root: Path, layout: str, key: str, err: Exception) -> str:
+    """One paragraph: what failed, the layout expected, how to use an existing copy."""
+    return (
+        f"downloading {name} from {url} failed ({type(err).__name__}: {err}). Without network "
+        f"access, copy the dataset so that {root} holds {layout}, or point data.{key} at an "
+        f"existing copy with that layout, and set data.download=false"
+    )
