@@ -1,0 +1,182 @@
+"""What evaluation writes: paper-style tables, JSON/CSV/Markdown files, curves, prediction images.
+
+A result is a plain dict per checkpoint: ``checkpoint`` (a short label), ``path``, ``arch,
+backbone, epoch, step``, the scores ``pixel_acc, mean_acc, mIoU, fwIoU`` as fractions, and ``iou``
+and ``acc`` dicts by class name (None where undefined). Tables show percentages with one decimal,
+as Table 2 of Long et al.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from seg.visualize import colourise, overlay, panel
+
+SCORES = {"pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "mIoU": "mean IU", "fwIoU": "f.w. IU"}
+FACTS = ("checkpoint", "arch", "backbone", "epoch", "step")
+
+
+def result_row(label: str, path: Path, info: dict, result: dict, class_names: list[str]) -> dict:
+    """One checkpoint's result dict from its facts and ``seg.metrics.scores``."""
+    row = {"checkpoint": label, "path": str(path)}
+    row |= {k: info[k] for k in FACTS[1:]} | {k: float(result[k]) for k in SCORES}
+    for key in ("iou", "acc"):
+        values = [None if math.isnan(v) else float(v) for v in result[key]]
+        row[key] = dict(zip(class_names, values, strict=True))
+    return row
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.1f}"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table whose columns line up in a terminal too."""
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+        for row in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def comparison_table(results: list[dict]) -> str:
+    """One row per checkpoint: checkpoint, arch, backbone, epoch, step and the four scores."""
+    rows = [[r[k] for k in FACTS] + [percent(r[k]) for k in SCORES] for r in results]
+    return markdown_table(list(FACTS) + list(SCORES.values()), rows)
+
+
+def class_table(results: list[dict]) -> str:
+    """Per-class IoU: one row per class; one column per checkpoint (IoU and acc. for one)."""
+    names = list(results[0]["iou"])
+    if len(results) == 1:
+        r = results[0]
+        rows = [[n, percent(r["iou"][n]), percent(r["acc"][n])] for n in names]
+        return markdown_table(["class", "IU", "acc."], rows)
+    rows = [[n] + [percent(r["iou"].get(n)) for r in results] for n in names]
+    return markdown_table(["class"] + [r["checkpoint"] for r in results], rows)
+
+
+def write_results(out_dir: Path, results: list[dict], failures: list[dict], split: str) -> str:
+    """Write metrics.json, metrics.csv, per_class.csv and tables.md; return the Markdown."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"split": split, "results": results, "failures": failures}
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=False))
+    with open(out_dir / "metrics.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(FACTS) + list(SCORES))
+        writer.writerows([r[k] for k in FACTS] + [r[k] for k in SCORES] for r in results)
+    with open(out_dir / "per_class.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["checkpoint", "class", "iou", "acc"])
+        for r in results:
+            writer.writerows([r["checkpoint"], n, r["iou"][n], r["acc"][n]] for n in r["iou"])
+    text = f"## Results on {split}\n\n{comparison_table(results)}\n\n## Per-class IU (%)\n\n"
+    text += class_table(results) + "\n"
+    if failures:
+        text += "\n## Not evaluated\n\n" + "\n".join(
+            f"- {f['checkpoint']}: {f['error']}" for f in failures
+        )
+    (out_dir / "tables.md").write_text(text + "\n")
+    return text
+
+
+def curves(results: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """mIoU by step for each run (the folder holding ``checkpoints/``) with two steps or more."""
+    runs: dict[str, dict[int, float]] = {}
+    for r in results:
+        path = Path(r["path"])
+        run = next((p.parent for p in path.parents if p.name == "checkpoints"), path.parent)
+        if r["step"] is not None:
+            runs.setdefault(run.name, {})[r["step"]] = r["mIoU"]  # last.ckpt repeats a step
+    return {run: sorted(steps.items()) for run, steps in runs.items() if len(steps) > 1}
+
+
+def write_curves(out_dir: Path, results: list[dict], split: str) -> Path | None:
+    """mIoU against step for runs with several checkpoints: a PNG and TensorBoard scalars."""
+    runs = curves(results)
+    if not runs:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    figure = plot_curves(runs, split)
+    figure.savefig(out_dir / "mIoU_vs_step.png", dpi=120)
+    for run, points in runs.items():
+        with SummaryWriter(out_dir / "tensorboard" / run) as writer:
+            for step, value in points:
+                writer.add_scalar(f"{split}/mIoU", value, step)
+    with SummaryWriter(out_dir / "tensorboard") as writer:
+        writer.add_figure(f"{split}/mIoU_vs_step", figure)
+    return out_dir / "mIoU_vs_step.png"
+
+
+def plot_curves(runs: dict[str, list[tuple[int, float]]], split: str):
+    """A matplotlib figure of mIoU (%) against training step, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run, points in runs.items():
+        steps, values = zip(*points, strict=True)
+        ax.plot(steps, [100 * v for v in values], marker="o", label=run)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{split} mean IU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def save_mask(path: Path, pred: np.ndarray, palette: list[list[int]]) -> None:
+    """Class indices ``(H, W)`` as a palette PNG: pixel values are the classes (VOC layout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    png = Image.fromarray(pred.astype(np.uint8), mode="P")
+    flat = [c for colour in palette for c in colour][:768]
+    png.putpalette(flat + [0] * (768 - len(flat)))
+    png.save(path)
+
+
+def save_prediction(
+    folder: Path,
+    split: str,
+    image_id: str,
+    image: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    palette: list[list[int]],
+    ignore_index: int = 255,
+) -> None:
+    """The mask in the VOC results layout and an image | truth | prediction panel under folder."""
+    results = folder / "results/VOC2012/Segmentation" / f"comp6_{Path(split).stem}_cls"
+    save_mask(results / f"{image_id}.png", pred, palette)
+    save_panel(folder / "panels" / f"{image_id}.jpg", image, truth, pred, palette, ignore_index)
+
+
+def save_panel(
+    path: Path,
+    image: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    palette: list[list[int]],
+    ignore_index: int = 255,
+) -> None:
+    """image | ground truth | prediction, side by side, as a JPEG."""
+    parts = panel(image, colourise(truth, palette, ignore_index), colourise(pred, palette))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(parts).save(path, quality=90)
+
+
+def save_overlay(path: Path, image: np.ndarray, pred: np.ndarray, palette: list[list[int]]) -> None:
+    """The prediction's colours blended over the image, as a JPEG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(overlay(image, colourise(pred, palette))).save(path, quality=90)
