@@ -14,6 +14,7 @@ import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from seg.checkpoint import init_from_checkpoint  # noqa: E402
@@ -74,8 +75,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if "test/" in k})
     for logger in trainer.loggers:
-        final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
-        logger.log_hyperparams(module.hparams, final)
+        if isinstance(logger, TensorBoardLogger):  # hparams beside the final metrics
+            # Under hp/ so that these step-0 copies do not mix with the per-epoch curves.
+            final = {f"hp/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+            logger.log_hyperparams(module.hparams, final)
     if trainer.is_global_zero:
         run_dir = cfg.paths.output_dir
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -317,24 +317,47 @@ def test_distributed_samplers_shuffle_train_and_split_eval_without_repeats(voc_r
 class ThreadReport(torch.utils.data.Dataset):
     """What a worker sees after worker_init."""
 
-    def seed(self, seed: int) -> None:
-        self.seeded = seed
-
     def __len__(self) -> int:
         return 2
 
-    def __getitem__(self, index: int) -> tuple[int, int, bool]:
+    def __getitem__(self, index: int) -> tuple[int, int]:
         import cv2
 
-        return cv2.getNumThreads(), torch.get_num_threads(), hasattr(self, "seeded")
+        return cv2.getNumThreads(), torch.get_num_threads()
 
 
-def test_worker_init_disables_opencv_threads_and_seeds_augmentation():
+def test_worker_init_disables_opencv_and_torch_threads():
     loader = torch.utils.data.DataLoader(
         ThreadReport(), batch_size=None, num_workers=1, worker_init_fn=seg.data.worker_init
     )
     # cv2.setNumThreads(0) runs OpenCV sequentially: it reports 1 thread (2 outside workers)
-    assert [tuple(x) for x in loader] == [(1, 1, True), (1, 1, True)]
+    assert [tuple(x) for x in loader] == [(1, 1), (1, 1)]
+
+
+def test_batches_do_not_depend_on_the_number_of_workers(voc_root):
+    """Order and augmentation are functions of (seed, epoch, index), not of worker processes."""
+    epochs = {}
+    for workers in (0, 2):
+        dm = datamodule(voc_root, num_workers=workers, batch_size=2, color_jitter=0.3)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        epochs[workers] = list(loader)
+    assert len(epochs[0]) == 3
+    for a, b in zip(epochs[0], epochs[2], strict=True):
+        assert a["id"] == b["id"] and torch.equal(a["image"], b["image"])
+        assert torch.equal(a["mask"], b["mask"])
+
+
+def test_each_epoch_has_its_own_order_and_augmentation(voc_root):
+    dm = datamodule(voc_root, num_workers=0, batch_size=6)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    first = next(iter(loader))
+    loader.sampler.set_epoch(1)
+    second = next(iter(loader))
+    assert first["id"] != second["id"] or not torch.equal(first["image"], second["image"])
 
 
 def test_batch_larger_than_the_split_is_refused(voc_root):

@@ -28,7 +28,7 @@ def test_training_loss_falls_on_camvid(tmp_path):
     cfg = compose(
         "train",
         [*CAMVID_FAST, f"data.root={root}", "data.base_size=160", "data.crop_size=[112,144]",
-         "+trainer.max_steps=60", "trainer.max_epochs=-1", "trainer.limit_val_batches=0"],
+         "trainer.max_steps=60", "trainer.max_epochs=-1", "trainer.limit_val_batches=0"],
         tmp_path,
     )
     train(cfg)
@@ -44,7 +44,7 @@ def test_camvid_beats_the_class_prior_floor_in_three_minutes(tmp_path):
     cfg = compose(
         "train",
         [*CAMVID_FAST, f"data.root={root}", "data.base_size=240", "data.crop_size=[176,224]",
-         "+trainer.max_steps=420", "trainer.max_epochs=-1", "trainer.check_val_every_n_epoch=100"],
+         "trainer.max_steps=420", "trainer.max_epochs=-1", "trainer.check_val_every_n_epoch=100"],
         tmp_path,
     )
     metrics = train(cfg)

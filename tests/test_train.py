@@ -37,7 +37,9 @@ def test_every_config_composes_and_instantiates(overrides, tmp_path):
     if cfg.trainer.get("accelerator") != "gpu" and cfg.trainer.get("devices") == 1:
         build_trainer(cfg)
     if cfg.model.backbone in ("tiny", "resnet18", "unet"):
-        build_module(compose("train", [*overrides, "model.weights=null"], tmp_path), datamodule)
+        names = list(cfg.data.class_names)
+        module = instantiate(cfg.model, weights=None, num_classes=len(names), class_names=names)
+        assert module.hparams.arch == cfg.model.arch
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +168,7 @@ def test_experiment_checkpoints_load_with_weights_only(experiment, tmp_path):
         "train",
         [f"experiment={experiment}", *FAST_TRAIN, f"data.root={root}", "data.crop_size=32",
          "data.batch_size=1", "data.class_names=[a,b,c]", "trainer.max_epochs=1",
-         "+trainer.max_steps=1", "logger=csv", "init_from=null", "model.weights_required=false",
+         "trainer.max_steps=1", "logger=csv", "init_from=null", "model.weights_required=false",
          "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true", "test=false",
          "data.download=false", "data.val_split=val", "data.train_split=train", "model.compile=false"],
         tmp_path / "run",

@@ -1,9 +1,10 @@
 """VOCDataModule: any VOC-layout dataset (VOC2012, trainaug, seg11valid, CamVid) by config.
 
 The datamodule picks its own samplers (the trainer runs with ``use_distributed_sampler=False``):
-shuffled training, a ``DistributedSampler`` under DDP; sequential evaluation, unpadded under DDP
-so that each image counts exactly once. Training uses torchdata's ``StatefulDataLoader`` so that
-a mid-epoch checkpoint resumes the same batches and augmentations.
+training through ``SeededSampler`` (order and augmentations are functions of seed and epoch,
+sharded under DDP); sequential evaluation, unpadded under DDP so that each image counts exactly
+once. Training uses torchdata's ``StatefulDataLoader`` so that a mid-epoch checkpoint resumes the
+same batches and augmentations.
 """
 
 import os
@@ -19,10 +20,11 @@ import torch.distributed as dist
 from lightning_fabric.utilities.seed import pl_worker_init_function
 from PIL import Image
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from seg.data.download import DownloadError, download_sbd, download_voc
+from seg.data.sampler import SeededSampler
 from seg.data.sbd import check_disjoint, split_samples, uses_sbd
 from seg.data.transforms import eval_transform, pad_collate, train_transform
 from seg.data.voc import (
@@ -45,11 +47,10 @@ from seg.data.voc import (
 
 
 def worker_init(worker_id: int) -> None:
-    """No OpenCV/torch threads per worker, Lightning's seeding, a per-worker augmentation seed."""
+    """No OpenCV/torch threads per worker; Lightning's per-worker seeding."""
     cv2.setNumThreads(0)  # workers are the parallelism: avoid workers x cores threads
     torch.set_num_threads(1)
     pl_worker_init_function(worker_id)  # keeps seed_everything(workers=True) reproducible
-    get_worker_info().dataset.seed(torch.initial_seed())  # differs per worker, rank and epoch
 
 
 def world() -> tuple[int, int]:
@@ -166,13 +167,10 @@ class VOCDataModule(pl.LightningDataModule):
                 f"train_split={self.train_split!r} has {len(dataset)} images, fewer than one "
                 f"batch (batch_size={self.batch_size} x {size} processes); lower data.batch_size"
             )
-        sampler = DistributedSampler(dataset, size, rank, seed=self.seed) if size > 1 else None
-        dataset.seed(int(torch.randint(2**31, ())) + rank)  # used only without workers
         return StatefulDataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
+            sampler=SeededSampler(dataset, size, rank, shuffle=True, seed=self.seed),
             drop_last=True,
             **self.loader_options(),
         )

@@ -207,24 +207,11 @@ class VOCSegmentationDataset(Dataset):
         check_size(self.samples[index], image, mask)
         return image, mask
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        """Sample ``index``, or ``(index, seed)`` from SeededSampler: the augmentation's seed."""
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        if seed is not None:
+            self.transform.set_random_seed(seed)
         image, mask = self.load(index)
         out = self.transform(image=image, mask=mask)
         return {"image": out["image"], "mask": out["mask"].long(), "id": self.samples[index].id}
-
-    def seed(self, seed: int) -> None:
-        """Seed the augmentation RNG (albumentations keeps its own, apart from numpy's)."""
-        self.transform.set_random_seed(seed % 2**32)
-
-    def state_dict(self) -> dict:
-        """Augmentation RNG state, saved by StatefulDataLoader for exact mid-epoch resume."""
-        parts = [self.transform, *self.transform.transforms]
-        return {
-            "rng": [[t.random_generator.bit_generator.state, t.py_random.getstate()] for t in parts]
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        parts = [self.transform, *self.transform.transforms]
-        for part, (np_state, (version, internal, gauss)) in zip(parts, state["rng"], strict=True):
-            part.random_generator.bit_generator.state = np_state
-            part.py_random.setstate((version, tuple(internal), gauss))
