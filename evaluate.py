@@ -67,14 +67,22 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def network(path: Path, device: torch.device, num_classes: int | None = None):
+def network(path: Path, device: torch.device, datamodule=None):
     """The checkpoint's network on ``device`` and its facts; refuse another class count."""
     model, info = load_network(path)
-    if num_classes is not None and info["num_classes"] != num_classes:
+    if datamodule is not None and info["num_classes"] != datamodule.num_classes:
         raise CheckpointError(
             f"checkpoint {path} predicts {info['num_classes']} classes but the data "
-            f"(data.root, data.class_names) has {num_classes}; evaluate it on the dataset it "
-            f"was trained for (data=...)"
+            f"(data.root, data.class_names) has {datamodule.num_classes}; evaluate it on the "
+            f"dataset it was trained for (data=...)"
+        )
+    names = info.get("class_names")
+    if datamodule is not None and names and list(names) != list(datamodule.class_names):
+        log.warning(
+            "%s was trained with classes %s; the data names them %s",
+            path,
+            names,
+            datamodule.class_names,
         )
     return model.to(device), info
 
@@ -82,7 +90,7 @@ def network(path: Path, device: torch.device, num_classes: int | None = None):
 def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir: Path) -> dict:
     """Scores of one checkpoint on the split: batch 1, native resolution, optional TTA."""
     device = pick_device(cfg.device)
-    model, info = network(path, device, datamodule.num_classes)
+    model, info = network(path, device, datamodule)
     matrix = ConfusionMatrix(datamodule.num_classes, datamodule.ignore_index).to(device)
     options = OmegaConf.to_container(cfg.inference)
     folder = out_dir / "predictions" / stem(label)

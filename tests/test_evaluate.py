@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST_TRAIN, compose, voc_palette, write_voc_tree
+from conftest import FAST_TRAIN, compose, shared_data, voc_palette, write_voc_tree
 from PIL import Image
 
 from evaluate import evaluate
@@ -19,14 +19,14 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def write_checkpoint(
-    path: Path, num_classes: int = 21, step: int = 10, seed: int | None = None
+    path: Path, num_classes: int = 21, step: int = 10, seed: int | None = None, label: int = 1
 ) -> Path:
-    """A train.py-style tiny FCN-32s checkpoint: class 1 everywhere, or random scores with seed."""
+    """A train.py-style tiny FCN-32s checkpoint: ``label`` everywhere, or random scores (seed)."""
     model = build_model("fcn32s", "tiny", num_classes, weights=None)
     score = model.decoder.score["32"]
     with torch.no_grad():
         if seed is None:
-            score.bias[1] = 1.0  # zero weights: every pixel scores class 1 highest
+            score.bias[label] = 1.0  # zero weights: every pixel scores this class highest
         else:
             torch.manual_seed(seed)
             score.weight.normal_(std=2.0)
@@ -161,3 +161,18 @@ def test_predict_writes_a_mask_and_an_overlay_per_image(tmp_path):
     assert mask.mode == "P" and mask.size == (70, 33) and np.all(np.array(mask) == 1)
     assert mask.getpalette()[3:6] == [128, 0, 0]  # class 1 in the VOC colours
     assert Image.open(tmp_path / "out/predict/one_overlay.jpg").size == (50, 40)
+
+
+def test_real_voc_masks_at_native_size_with_void_borders_ignored(tmp_path):
+    root = shared_data("voc_mini") / "VOC2012"
+    ids = (root / "ImageSets/Segmentation/val.txt").read_text().split()[:3]
+    (tmp_path / "three.txt").write_text("\n".join(ids) + "\n")  # a split may be an id list
+    masks = np.stack([np.array(Image.open(root / "SegmentationClass" / f"{i}.png")) for i in ids])
+    counts = np.bincount(masks.ravel(), minlength=256)
+    assert counts[255] > 0  # the void borders that must not count
+    ckpt = write_checkpoint(tmp_path / "background.ckpt", label=0)
+    split = f"split={tmp_path / 'three.txt'}"
+    (row,) = evaluate(eval_config(ckpt, root, tmp_path / "out", split))["results"]
+    background = counts[0] / counts[:21].sum()
+    assert row["pixel_acc"] == pytest.approx(background)
+    assert row["mIoU"] == pytest.approx(background / np.count_nonzero(counts[:21]))
