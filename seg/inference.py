@@ -78,25 +78,19 @@ def infer(
     if window is not None:
         window = pair(window, "window")
         stride = (
-            pair(stride, "stride")
-            if stride is not None
-            else (max(1, window[0] // 2), max(1, window[1] // 2))
+            pair(stride, "stride") if stride else (max(1, window[0] // 2), max(1, window[1] // 2))
         )
     h, w = images.shape[-2:]
     total = 0
     for scale in scales:
         size = (round(h * scale), round(w * scale))
-        scaled = (
-            images
-            if size == (h, w)
-            else F.interpolate(images, size, mode="bilinear", align_corners=False)
-        )
+        x = F.interpolate(images, size, mode="bilinear") if size != (h, w) else images
         for mirrored in (False, True) if flip else (False,):
-            x = scaled.flip(-1) if mirrored else scaled
-            logits = model(x) if window is None else sliding_window(model, x, window, stride)
+            view = x.flip(-1) if mirrored else x
+            logits = model(view) if window is None else sliding_window(model, view, window, stride)
             logits = logits.flip(-1) if mirrored else logits
             if size != (h, w):
-                logits = F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)
+                logits = F.interpolate(logits, (h, w), mode="bilinear")  # align_corners=False
             total = total + logits
     return total / (len(scales) * (2 if flip else 1))
 
