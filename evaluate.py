@@ -87,12 +87,20 @@ def network(path: Path, device: torch.device, datamodule=None):
     return model.to(device), info
 
 
+def inference_options(cfg: DictConfig, info: dict) -> dict:
+    """cfg.inference, with scales null meaning the scale the checkpoint validated at."""
+    options = OmegaConf.to_container(cfg.inference)
+    if options["scales"] is None:
+        options["scales"] = [info.get("eval_scale", 1.0)]
+    return options
+
+
 def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir: Path) -> dict:
     """Scores of one checkpoint on the split: batch 1, native resolution, optional TTA."""
     device = pick_device(cfg.device)
     model, info = network(path, device, datamodule)
     matrix = ConfusionMatrix(datamodule.num_classes, datamodule.ignore_index).to(device)
-    options = OmegaConf.to_container(cfg.inference)
+    options = inference_options(cfg, info)
     folder = out_dir / "predictions" / stem(label)
     palette = info.get("palette") or datamodule.palette
     with torch.inference_mode():
@@ -155,7 +163,7 @@ def predict(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
     files = image_files(Path(cfg.predict.input))
     model, info = network(paths[0], pick_device(cfg.device))
     mean, std, palette = info["mean"], info["std"], info.get("palette") or voc_colormap()
-    options, folder = OmegaConf.to_container(cfg.inference), out_dir / "predict"
+    options, folder = inference_options(cfg, info), out_dir / "predict"
     with torch.inference_mode():
         for file in tqdm(files, desc="predict", unit="image"):
             images = read_image(file, mean, std).to(next(model.parameters()).device)

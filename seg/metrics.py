@@ -51,7 +51,7 @@ class ConfusionMatrix(Metric):
 
 
 def scores(matrix: Tensor) -> dict[str, Tensor]:
-    """pixel_acc, mean_acc, mIoU, fwIoU (scalars) and iou, acc (per class) from a confusion matrix."""
+    """pixel_acc, mean_acc, mIoU, fwIoU (scalars) and iou, acc (per class) from a matrix."""
     n = matrix.double()
     tp = n.diag()
     truth = n.sum(dim=1)  # pixels of each class in the ground truth

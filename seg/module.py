@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from seg.inference import infer
 from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
 from seg.visualize import colourise, confusion_figure, denormalise, panel
@@ -30,7 +31,8 @@ class SegmentationModule(pl.LightningModule):
     Loss ``reduction="sum"`` with SGD, ``lr=1e-10``, ``momentum=0.99`` and batch 1 is the FCN
     paper's recipe; ``bias_lr_factor=2`` with ``bias_weight_decay=False`` is its bias treatment.
     The learning rate follows ``(1 - it / max_it) ** poly_power`` per iteration after an optional
-    linear warm-up.
+    linear warm-up. ``eval_scale`` resizes validation images before the network (for models
+    trained on downscaled crops) and scores the upsampled logits against native-size masks.
     """
 
     def __init__(
@@ -58,11 +60,14 @@ class SegmentationModule(pl.LightningModule):
         poly_power: float = 0.9,
         channels_last: bool = False,
         compile: bool = False,
+        eval_scale: float = 1.0,
         num_vis_images: int = 4,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}")
+            raise ValueError(
+                f"model.optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}"
+            )
         if loss_reduction not in REDUCTIONS:
             raise ValueError(
                 f"model.loss_reduction={loss_reduction!r} is unknown; choose one of {REDUCTIONS}"
@@ -74,7 +79,9 @@ class SegmentationModule(pl.LightningModule):
             )
         self.save_hyperparameters()
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
-        self.palette = palette or [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)]
+        self.palette = palette or [
+            [(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)
+        ]
         self.model = build_model(
             arch, backbone, num_classes, weights, weights_required, freeze_upsampler
         )
@@ -119,7 +126,8 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        logits = self(batch["image"])
+        # Scored at the labels' native resolution, whatever scale the network sees.
+        logits = infer(self, batch["image"], scales=(self.hparams.eval_scale,))
         masks = batch["mask"]
         valid = (masks != self.hparams.ignore_index).sum()
         loss = F.cross_entropy(
@@ -154,7 +162,7 @@ class SegmentationModule(pl.LightningModule):
         values = {f"{stage}/{k}": result[k] for k in ("pixel_acc", "mean_acc", "fwIoU")}
         if loss_metric.weight.sum() > 0:
             values[f"{stage}/loss"] = loss_metric.compute()
-        for name, iou in zip(self.class_names, result["iou"]):
+        for name, iou in zip(self.class_names, result["iou"], strict=True):
             if not math.isnan(iou):
                 values[f"{stage}/iou/{name}"] = iou
         # Already summed across ranks by torchmetrics: no sync_dist here.
@@ -182,7 +190,10 @@ class SegmentationModule(pl.LightningModule):
         truth = colourise(batch["mask"][0], self.palette, hp.ignore_index)
         pred = colourise(preds[0], self.palette, hp.ignore_index)
         writer.add_image(
-            f"val/prediction/{index}", panel(image, truth, pred), self.global_step, dataformats="HWC"
+            f"val/prediction/{index}",
+            panel(image, truth, pred),
+            self.global_step,
+            dataformats="HWC",
         )
 
     def _log_confusion(self, matrix: Tensor) -> None:
@@ -206,7 +217,9 @@ class SegmentationModule(pl.LightningModule):
             },
         ]
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+            opt = torch.optim.SGD(
+                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
         else:
             opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -7,7 +7,9 @@ from torch import Tensor
 IGNORE_COLOUR = (224, 224, 192)  # the colour VOC's own palette gives the 255 void label
 
 
-def colourise(mask: Tensor | np.ndarray, palette: list[list[int]], ignore_index: int = 255) -> np.ndarray:
+def colourise(
+    mask: Tensor | np.ndarray, palette: list[list[int]], ignore_index: int = 255
+) -> np.ndarray:
     """Class indices ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 in the dataset palette."""
     mask = torch.as_tensor(mask).cpu().numpy()
     lut = np.zeros((256, 3), np.uint8)

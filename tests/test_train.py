@@ -1,12 +1,11 @@
 """The training application end to end: configs, checkpoints, TensorBoard, resume, fine-tuning."""
 
-import os
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST_TRAIN, REPO, SHIPPED_VOC, compose, write_voc_tree
+from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 from hydra.utils import instantiate
 
 from seg.module import SegmentationModule
@@ -147,8 +146,15 @@ def test_init_from_copies_matching_tensors_and_reinitialises_the_head(tmp_path, 
     names = "[a,b,c,d,e]"
     cfg = compose(
         "train",
-        [*FAST_TRAIN, f"data.root={root}", f"data.class_names={names}", "data.crop_size=32",
-         f"init_from={source}", "trainer.max_epochs=1", "logger=csv"],
+        [
+            *FAST_TRAIN,
+            f"data.root={root}",
+            f"data.class_names={names}",
+            "data.crop_size=32",
+            f"init_from={source}",
+            "trainer.max_epochs=1",
+            "logger=csv",
+        ],
         tmp_path / "b",
     )
     caplog.set_level("INFO", logger="seg")
@@ -166,11 +172,27 @@ def test_experiment_checkpoints_load_with_weights_only(experiment, tmp_path):
     root = write_voc_tree(tmp_path / "voc", {"train": 2, "val": 1})
     cfg = compose(
         "train",
-        [f"experiment={experiment}", *FAST_TRAIN, f"data.root={root}", "data.crop_size=32",
-         "data.batch_size=1", "data.class_names=[a,b,c]", "trainer.max_epochs=1",
-         "trainer.max_steps=1", "logger=csv", "init_from=null", "model.weights_required=false",
-         "trainer.devices=1", "trainer.strategy=auto", "trainer.precision=32-true", "test=false",
-         "data.download=false", "data.val_split=val", "data.train_split=train", "model.compile=false"],
+        [
+            f"experiment={experiment}",
+            *FAST_TRAIN,
+            f"data.root={root}",
+            "data.crop_size=32",
+            "data.batch_size=1",
+            "data.class_names=[a,b,c]",
+            "trainer.max_epochs=1",
+            "trainer.max_steps=1",
+            "logger=csv",
+            "init_from=null",
+            "model.weights_required=false",
+            "trainer.devices=1",
+            "trainer.strategy=auto",
+            "trainer.precision=32-true",
+            "test=false",
+            "data.download=false",
+            "data.val_split=val",
+            "data.train_split=train",
+            "model.compile=false",
+        ],
         tmp_path / "run",
     )
     train(cfg)
