@@ -1,0 +1,164 @@
+"""Learning per compute: CamVid val mIoU after a fixed wall-clock training budget per network.
+
+    python -m benchmarks.learning --minutes 3                 # six networks, about 25 minutes
+    python -m benchmarks.learning --minutes 20                # the full comparison (about 2.5 h)
+    python -m benchmarks.learning --models fcn8s/resnet18 smp:Unet/resnet34 --minutes 20
+
+Every network trains with the project's own recipe and code: configs/experiment/camvid.yaml
+(from scratch, 224x288 crops of images scaled to about 2/3, batch 8, AdamW 2e-3, poly decay,
+bf16 autocast, channels_last) composed by Hydra and run by train.py's build_module/build_trainer.
+A peer (smp:...) is swapped in as the module's network, so it gets the same loop, data, loss,
+optimizer and schedule. A short calibration run measures each network's step time first; the poly
+schedule then spans the steps that fit in the budget, and ``max_time`` stops training at the
+budget. Validation (CamVid val, 101 images at 360x480) runs once, after the budget.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig, open_dict
+
+from benchmarks.common import base_parser, intervals, machine_info, median, report
+from benchmarks.overhead import StepClock
+from benchmarks.zoo import PadTo32, available, build
+from train import build_module, build_trainer
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID = REPO.parent / "shared" / "data" / "camvid"
+MODELS = [
+    "fcn32s/resnet18",
+    "fcn16s/resnet18",
+    "fcn8s/resnet18",
+    "unet/resnet18",
+    "unet/resnet34",
+    "smp:Unet/resnet34",
+]
+COLUMNS = ["model", "params (M)", "minutes", "steps", "steps/min", "val mIoU", "val pixel_acc"]
+
+
+def config(name: str, args, out: str, overrides: list[str]) -> DictConfig:
+    """configs/train.yaml with the CamVid recipe for network `name`, no checkpoints or loggers."""
+    arch, backbone = ("unet", "tiny") if ":" in name else name.split("/")  # peers: swapped in
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "train",
+            [
+                "experiment=camvid",
+                f"data.root={args.root}",
+                f"model.arch={arch}",
+                f"model.backbone={backbone}",
+                "callbacks=none",
+                "~logger",
+                f"paths.output_dir={out}",
+                "++trainer.enable_progress_bar=false",
+                "++trainer.enable_model_summary=false",
+                f"trainer.accelerator={args.device}",
+                "trainer.max_epochs=-1",
+                "trainer.check_val_every_n_epoch=1000000",
+                *overrides,
+            ],
+        )
+    if args.device == "cuda":
+        with open_dict(cfg):
+            cfg.trainer.precision = "16-mixed"
+    return cfg
+
+
+def duration(seconds: float) -> str:
+    """Lightning's DD:HH:MM:SS for a number of seconds (at least one)."""
+    minutes, secs = divmod(max(1, round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours // 24:02d}:{hours % 24:02d}:{minutes:02d}:{secs:02d}"
+
+
+def fit(name: str, args, max_steps: int, max_seconds: float | None) -> tuple[pl.Trainer, dict]:
+    """Train `name` for max_steps (or until max_seconds); return the trainer and step timings."""
+    with tempfile.TemporaryDirectory() as out:
+        cfg = config(name, args, out, [f"++trainer.max_steps={max_steps}", *args.override])
+        if max_seconds is not None:
+            with open_dict(cfg):
+                cfg.trainer.max_time = duration(max_seconds)
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data)
+        module = build_module(cfg, datamodule)
+        if ":" in name:
+            net = PadTo32(build(name, datamodule.num_classes))
+            if cfg.model.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            module.model = net
+        trainer = build_trainer(cfg)
+        ends: list[float] = []
+        trainer.callbacks.append(StepClock(ends))
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule)
+        seconds = time.perf_counter() - start
+        step_s = median(intervals(ends, skip=2))  # steady state: not the first steps
+        result = {"steps": trainer.global_step, "fit s": seconds, "step s": step_s}
+        result["params (M)"] = sum(p.numel() for p in module.model.parameters()) / 1e6
+        if max_seconds is not None:
+            metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+            result |= {k: v for k, v in metrics.items() if k in ("val/mIoU", "val/pixel_acc")}
+        return trainer, result
+
+
+def run(name: str, args) -> dict:
+    """Calibrate the step time, then train for the budget and validate once."""
+    budget = 60 * args.minutes
+    _, probe = fit(name, args, args.calibration_steps, None)
+    planned = max(1, int(0.97 * budget / probe["step s"]))
+    _, result = fit(name, args, planned, budget)
+    row = {
+        "model": name,
+        "params (M)": result["params (M)"],
+        "minutes": args.minutes,
+        "planned steps": planned,
+        "steps": result["steps"],
+        "fit s": result["fit s"],
+        "steps/min": 60 * result["steps"] / result["fit s"],
+    }
+    row["val mIoU"] = result.get("val/mIoU", float("nan"))
+    row["val pixel_acc"] = result.get("val/pixel_acc", float("nan"))
+    print(f"{name}: {row}", flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=CAMVID, help="a VOC-layout CamVid tree")
+    parser.add_argument("--models", nargs="+", default=MODELS, help="arch/backbone or smp:...")
+    parser.add_argument("--minutes", type=float, default=3.0, help="training budget per network")
+    parser.add_argument("--calibration-steps", type=int, default=12)
+    parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides")
+    args = parser.parse_args(argv)
+    if not (args.root / "ImageSets").is_dir():
+        parser.error(
+            f"--root {args.root} is not a VOC-layout tree (no ImageSets/); point it at CamVid"
+        )
+    rows, skipped = [], {}
+    for name in args.models:
+        reason = available(name)
+        if reason:
+            skipped[name] = reason
+            print(f"skipping {name}: {reason}", flush=True)
+            continue
+        rows.append(run(name, args))
+    settings = {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"
+    }
+    settings["skipped"] = skipped
+    report(
+        "learning",
+        machine_info(torch.device(args.device)),
+        settings,
+        {"CamVid val after a fixed budget": (rows, COLUMNS)},
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Benchmarks: each script runs one iteration on tiny settings; their helpers give known answers."""
+
+import json
+import sys
+
+import pytest
+import torch
+from conftest import shared_data
+from torch import nn
+
+from benchmarks import data_pipeline, learning, overhead, peers, roofline, throughput
+from benchmarks.common import count_flops, markdown_table
+from benchmarks.steps import Setup, peak_memory_mb
+from benchmarks.zoo import available, build
+
+TINY = ["--batch-size", "1", "--crop", "64", "64", "--warmup", "0", "--iters", "1"]
+
+
+def tables(path) -> dict[str, list[dict]]:
+    data = json.loads(path.read_text())
+    assert data["machine"]["torch"] == torch.__version__
+    return data["tables"]
+
+
+def test_flop_count_of_a_convolution_is_two_per_multiply_add():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    images = torch.randn(1, 3, 10, 12)
+    forward = 2 * 3 * 8 * 9 * 10 * 12
+    assert count_flops(conv, images, train=False) == forward
+    # backward: gradients of the input and of the weight, one forward's worth each
+    assert count_flops(conv, images.requires_grad_(), train=True) == 3 * forward
+
+
+def test_markdown_table_and_budget_duration():
+    table = markdown_table([{"a": 1.23456, "b": "x"}, {"a": 12345.6}], ["a", "b"])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.23 | x |", "| 12,346 |  |"]
+    assert learning.duration(0.2) == "00:00:00:01"
+    assert learning.duration(3 * 3600 + 125) == "00:03:02:05"
+
+
+def test_throughput_one_iteration(tmp_path):
+    out = tmp_path / "t.json"
+    args = ["--backbones", "tiny", "--archs", "fcn8s", *TINY, "--no-memory", "--out", str(out)]
+    throughput.main(args)
+    (row,) = tables(out)["Train and inference per network"]
+    assert row["model"] == "fcn8s/tiny" and row["train img/s"] > 0 and row["infer img/s"] > 0
+    assert row["train GFLOP/img"] > row["infer GFLOP/img"] > 0
+
+
+def test_peak_memory_probe_sees_the_activations():
+    """A training step at batch 4 and 256x256 holds far more than the 0.7 MB of weights."""
+    mib = peak_memory_mb(Setup("fcn8s/tiny", train=True, batch_size=4, crop=(256, 256)))
+    assert 5 < mib < 4096
+
+
+def test_roofline_one_iteration(tmp_path):
+    out = tmp_path / "r.json"
+    args = ["--models", "unet/tiny", "--matmul-size", "128", *TINY, "--out", str(out)]
+    roofline.main(args)
+    result = tables(out)
+    assert [p["dtype"] for p in result["Dense matmul peak"]] == ["32", "bf16"]
+    rows = result["Networks against the peak"]
+    assert [r["precision"] for r in rows] == ["32", "bf16"]
+    assert all(0 < r["train % of peak"] and 0 < r["infer % of peak"] for r in rows)
+
+
+def test_overhead_one_round(tmp_path):
+    out = tmp_path / "o.json"
+    args = ["--model", "fcn8s/tiny", "--batch-size", "1", "--crop", "64", "64", "--steps", "3"]
+    overhead.main([*args, "--rounds", "1", "--warmup", "0", "--out", str(out)])
+    rows = tables(out)["Bare loop vs our module and Trainer"]
+    assert [r["loop"] for r in rows][0] == "bare PyTorch" and rows[0]["speed vs bare"] == 1.0
+    assert len(rows) == 3 and all(r["img/s"] > 0 for r in rows)
+
+
+def run_peers(pair: list[str], tmp_path) -> dict:
+    reason = available(pair[0])
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "p.json"
+    peers.main(["--pair", *pair, *TINY, "--no-memory", "--out", str(out)])
+    (row,) = tables(out)["Ours against each peer"]
+    assert [row["peer"], row["ours"]] == pair
+    assert row["train speed ours/peer"] > 0 and row["infer speed ours/peer"] > 0
+    return row
+
+
+def test_peers_one_iteration_on_a_small_pair(tmp_path):
+    row = run_peers(["smp:Unet/resnet18", "unet/resnet18"], tmp_path)
+    assert row["params (M) peer"] > 10 and row["GFLOP/img peer"] > 0
+
+
+def test_a_missing_peer_is_skipped_with_its_install_command(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # import fails
+    assert "pip install segmentation-models-pytorch" in available("smp:Unet/resnet34")
+    out = tmp_path / "p.json"
+    peers.main(["--pair", "smp:Unet/resnet34", "unet/resnet34", "--out", str(out)])
+    data = json.loads(out.read_text())
+    assert data["tables"]["Ours against each peer"] == []
+    assert "segmentation-models-pytorch" in data["settings"]["skipped"]["smp:Unet/resnet34"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("peer", list(peers.PAIRS))
+def test_each_default_peer_pair_one_iteration(peer, tmp_path):
+    run_peers([peer, peers.PAIRS[peer]], tmp_path)
+
+
+def test_peers_return_logits_at_input_size():
+    for name in ["fcn8s/tiny", *peers.PAIRS]:
+        if available(name) is None:
+            assert build(name, 5)(torch.randn(1, 3, 64, 96)).shape == (1, 5, 64, 96), name
+
+
+def test_data_pipeline_one_round_on_camvid(tmp_path):
+    root = shared_data("camvid")
+    out = tmp_path / "d.json"
+    args = ["--root", str(root), "--model", "fcn8s/tiny", "--workers", "0", "--default-workers"]
+    data_pipeline.main(
+        [
+            *args,
+            "0",
+            "--batch-size",
+            "2",
+            "--crop",
+            "64",
+            "64",
+            "--batches",
+            "2",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    rows = tables(out)["DataLoader against training"]
+    assert [r["what"] for r in rows] == [
+        "training consumes (in-memory batch)",
+        "loader alone",
+        "training fed by the loader",
+    ]
+    assert all(r["samples/s"] > 0 for r in rows)
+
+
+def test_learning_one_short_budget_on_camvid(tmp_path):
+    root = shared_data("camvid")
+    out = tmp_path / "l.json"
+    fast = [
+        "data.crop_size=[64,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "++trainer.limit_val_batches=2",
+    ]
+    learning.main(
+        [
+            "--root",
+            str(root),
+            "--models",
+            "fcn8s/tiny",
+            "--minutes",
+            "0.02",
+            "--calibration-steps",
+            "3",
+            "--override",
+            *fast,
+            "--out",
+            str(out),
+        ]
+    )
+    (row,) = tables(out)["CamVid val after a fixed budget"]
+    assert row["model"] == "fcn8s/tiny" and row["steps"] >= 1
+    assert 0 <= row["val mIoU"] <= 1 and 0 < row["val pixel_acc"] <= 1
