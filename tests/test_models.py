@@ -87,6 +87,15 @@ def test_vgg16_fcn8s_has_the_papers_size_and_freezes_its_upsampler():
     assert count_parameters(frozen, trainable_only=True) == 134_489_759 - 21 * 21 * 16 * 16
 
 
+def test_unet_over_unet_is_the_papers_network():
+    model = build_model("unet", "unet", 2)
+    ups = [(up.in_channels, up.out_channels, up.kernel_size) for up in model.decoder.up]
+    assert ups == [(1024, 512, (2, 2)), (512, 256, (2, 2)), (256, 128, (2, 2)), (128, 64, (2, 2))]
+    # by hand: encoder sum of 9*i*o + 9*o*o + 4*o (bias-free convs, two BNs) over
+    # (3,64) ... (512,1024); decoder 4*i*o + o per up-conv plus the same blocks; 1x1 head 64*2 + 2
+    assert count_parameters(model) == 31_037_698
+
+
 @pytest.mark.parametrize(("backbone", "arch"), [("tiny", "fcn8s"), ("resnet18", "unet")])
 def test_logits_do_not_depend_on_the_batch(backbone: str, arch: str):
     torch.manual_seed(0)
