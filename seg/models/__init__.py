@@ -2,7 +2,12 @@
 
 build_model(arch, backbone, num_classes, weights=...) picks a decoder from DECODERS
 (fcn32s fcn16s fcn8s unet) and a backbone from BACKBONES (vgg16 resnet18 resnet34 resnet50
-resnet101 mobilenet_v3_large unet tiny). Backbone and decoder contracts are in backbones.py.
+resnet101 mobilenet_v3_large unet tiny).
+
+Contracts: a backbone maps images (N, 3, H, W) to dict[stride, Tensor] and has a `channels`
+attribute (see backbones.py); a decoder is built as `decoder(in_channels: dict[int, int],
+num_classes, freeze_upsampler=False)` and maps that dict to logits (N, num_classes, H, W) for
+H, W multiples of 32; SegmentationModel pads and crops so any H, W works.
 """
 
 from collections.abc import Callable
