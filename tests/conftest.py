@@ -8,6 +8,8 @@ import pytest
 from omegaconf import DictConfig
 from PIL import Image
 
+from seg.data.voc import voc_colormap
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SEG_ROOT", str(REPO))
 SHIPPED_VOC = REPO / "data" / "VOCdevkit" / "VOC2012"
@@ -27,17 +29,7 @@ def shared_data(name: str) -> Path:
 
 def voc_palette() -> list[int]:
     """The standard VOC colour map as a flat 768-long PIL palette."""
-    palette = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette += [r, g, b]
-    return palette
+    return [c for rgb in voc_colormap() for c in rgb]
 
 
 def write_voc_tree(
