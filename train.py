@@ -14,9 +14,10 @@ import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 
+from seg.callbacks import AtomicCheckpointIO, FiniteCheckpoints, LoaderResume, RNGState  # noqa: E402
 from seg.checkpoint import init_from_checkpoint  # noqa: E402
 
 log = logging.getLogger("seg")
@@ -52,12 +53,20 @@ def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # Always on: exact mid-epoch resume and no non-finite checkpoints (see seg/callbacks.py).
+    callbacks += [RNGState(), LoaderResume(), FiniteCheckpoints()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     if cfg.trainer.get("sync_batchnorm") == "auto":
         # SyncBatchNorm needs CUDA; on CPU (gloo) each process keeps its own statistics.
         overrides["sync_batchnorm"] = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],  # a killed write leaves the previous checkpoint whole
+        **overrides,
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
