@@ -21,10 +21,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torchvision
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+CAMVID = REPO.parent / "shared" / "data" / "camvid"
 
 
 def cpu_model() -> str:
@@ -67,6 +71,25 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=default, help=f"cpu or cuda (default {default})")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/)")
     return parser
+
+
+def camvid_recipe(root: Path, overrides: list[str], output_dir: str = ".") -> DictConfig:
+    """configs/train.yaml with experiment=camvid (the CPU CamVid recipe) for data at `root`."""
+    if not (root / "ImageSets").is_dir():
+        raise SystemExit(
+            f"{root} is not a VOC-layout CamVid tree (no ImageSets/); pass --root with the "
+            f"CamVid folder (../shared/data/camvid beside the repository on dev machines)"
+        )
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        return compose(
+            "train",
+            [
+                "experiment=camvid",
+                f"data.root={root}",
+                f"paths.output_dir={output_dir}",
+                *overrides,
+            ],
+        )
 
 
 def sync(device: torch.device) -> None:
@@ -143,7 +166,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def report(name: str, info: dict, settings: dict, tables: dict[str, tuple], out: Path | None):
-    """Print the Markdown report and write {info, settings, tables} as JSON; return the path.
+    """Print the Markdown report, write it beside the JSON of {info, settings, tables}.
 
     `tables` maps a title to (rows, columns).
     """
@@ -154,6 +177,7 @@ def report(name: str, info: dict, settings: dict, tables: dict[str, tuple], out:
     print("\n".join(lines), flush=True)
     out = out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(lines))
     data = {"benchmark": name, "machine": info, "settings": settings}
     data["tables"] = {title: rows for title, (rows, _) in tables.items()}
     out.write_text(json.dumps(data, indent=2) + "\n")

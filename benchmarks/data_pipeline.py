@@ -4,7 +4,7 @@
     python -m benchmarks.data_pipeline --root data/camvid --workers 2 4
 
 The loader is the project's ``VOCDataModule`` with the CamVid recipe's augmentation
-(configs/experiment/camvid.yaml: shorter side 240-400 of base 320, 224x288 crops, flips): JPEG and
+(configs/experiment/camvid.yaml: images scaled to about 2/3, 224x288 crops, flips): JPEG and
 PNG decoding, scaling, cropping and normalising. Training consumption is ``--model`` images/s on
 an in-memory batch; "fed by the loader" trains the same network on the loader's batches.
 Loader, in-memory training and fed training alternate round by round.
@@ -15,29 +15,30 @@ from itertools import islice
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-from benchmarks.common import base_parser, machine_info, median, report, sync, time_rounds
+from benchmarks.common import (
+    CAMVID,
+    base_parser,
+    camvid_recipe,
+    machine_info,
+    median,
+    report,
+    sync,
+    time_rounds,
+)
 from benchmarks.steps import Setup, make_step, trainer_for
 from benchmarks.zoo import build
 from seg.data import VOCDataModule
 
-CAMVID = Path(__file__).resolve().parents[2] / "shared" / "data" / "camvid"
 COLUMNS = ["what", "workers", "samples/s", "x training consumption", "first batch s"]
 
 
 def datamodule(args, workers: int) -> VOCDataModule:
-    """The CamVid recipe's training loader settings with `workers` workers."""
-    names = (args.root / "class_names.txt").read_text().split()
-    dm = VOCDataModule(
-        str(args.root),
-        class_names=names,
-        base_size=320,
-        crop_size=list(args.crop),
-        scale_range=(0.75, 1.25),
-        hflip=True,
-        batch_size=args.batch_size,
-        num_workers=workers,
-    )
+    """The CamVid recipe's training data with `workers` loader workers."""
+    overrides = [f"data.num_workers={workers}", f"data.batch_size={args.batch_size}"]
+    overrides.append(f"data.crop_size=[{args.crop[0]},{args.crop[1]}]")
+    dm = instantiate(camvid_recipe(args.root, overrides).data)
     dm.setup("fit")
     return dm
 
@@ -124,11 +125,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=8, help="timed batches per round")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
-    if not (args.root / "ImageSets").is_dir():
-        parser.error(
-            f"--root {args.root} is not a VOC-layout tree (no ImageSets/): point it at "
-            "CamVid (../shared/data/camvid on dev machines)"
-        )
     args.precision = "16" if args.device == "cuda" else "bf16"
     rows = table(args, *measure(args))
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

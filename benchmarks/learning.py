@@ -13,23 +13,29 @@ schedule then spans the steps that fit in the budget, and ``max_time`` stops tra
 budget. Validation (CamVid val, 101 images at 360x480) runs once, after the budget.
 """
 
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
-from benchmarks.common import base_parser, intervals, machine_info, median, report
+from benchmarks.common import (
+    CAMVID,
+    base_parser,
+    camvid_recipe,
+    intervals,
+    machine_info,
+    median,
+    report,
+)
 from benchmarks.overhead import StepClock
 from benchmarks.zoo import PadTo32, available, build
 from train import build_module, build_trainer
 
-REPO = Path(__file__).resolve().parents[1]
-CAMVID = REPO.parent / "shared" / "data" / "camvid"
 MODELS = [
     "fcn32s/resnet18",
     "fcn16s/resnet18",
@@ -38,31 +44,27 @@ MODELS = [
     "unet/resnet34",
     "smp:Unet/resnet34",
 ]
-COLUMNS = ["model", "params (M)", "minutes", "steps", "steps/min", "val mIoU", "val pixel_acc"]
+COLUMNS = [
+    "model",
+    "params (M)",
+    "minutes",
+    "steps",
+    "steps/min",
+    "val mIoU",
+    "val pixel_acc",
+    "load_avg",
+]
 
 
 def config(name: str, args, out: str, overrides: list[str]) -> DictConfig:
-    """configs/train.yaml with the CamVid recipe for network `name`, no checkpoints or loggers."""
+    """The CamVid recipe for network `name`, without checkpoints or loggers."""
     arch, backbone = ("unet", "tiny") if ":" in name else name.split("/")  # peers: swapped in
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "train",
-            [
-                "experiment=camvid",
-                f"data.root={args.root}",
-                f"model.arch={arch}",
-                f"model.backbone={backbone}",
-                "callbacks=none",
-                "~logger",
-                f"paths.output_dir={out}",
-                "++trainer.enable_progress_bar=false",
-                "++trainer.enable_model_summary=false",
-                f"trainer.accelerator={args.device}",
-                "trainer.max_epochs=-1",
-                "trainer.check_val_every_n_epoch=1000000",
-                *overrides,
-            ],
-        )
+    cfg = camvid_recipe(args.root, [
+        f"model.arch={arch}", f"model.backbone={backbone}", "callbacks=none", "~logger",
+        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
+        f"trainer.accelerator={args.device}", "trainer.max_epochs=-1",
+        "trainer.check_val_every_n_epoch=1000000", *overrides,
+    ], out)  # fmt: skip
     if args.device == "cuda":
         with open_dict(cfg):
             cfg.trainer.precision = "16-mixed"
@@ -123,6 +125,7 @@ def run(name: str, args) -> dict:
     }
     row["val mIoU"] = result.get("val/mIoU", float("nan"))
     row["val pixel_acc"] = result.get("val/pixel_acc", float("nan"))
+    row["load_avg"] = round(os.getloadavg()[1], 2)  # 5-minute average: other work meanwhile
     print(f"{name}: {row}", flush=True)
     return row
 
@@ -135,10 +138,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration-steps", type=int, default=12)
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args(argv)
-    if not (args.root / "ImageSets").is_dir():
-        parser.error(
-            f"--root {args.root} is not a VOC-layout tree (no ImageSets/); point it at CamVid"
-        )
     rows, skipped = [], {}
     for name in args.models:
         reason = available(name)

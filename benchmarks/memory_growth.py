@@ -116,13 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as out:
         rows = measure(args, out)
-    later = [row["total MiB"] for row in rows[len(rows) // 2 :]]
-    summary = [{
-        "epochs": len(rows),
-        "first epoch MiB": rows[0]["total MiB"],
-        "last epoch MiB": rows[-1]["total MiB"],
-        "slope, 2nd half (MiB/epoch)": slope(later),
-    }]  # fmt: skip
+    later = rows[len(rows) // 2 :]  # after the warm-up
+    summary = [{"epochs": len(rows), "first epoch total MiB": rows[0]["total MiB"],
+                "last epoch total MiB": rows[-1]["total MiB"]}]  # fmt: skip
+    for column in ("main RSS MiB", "workers PSS MiB", "total MiB"):
+        name = column.removesuffix(" MiB")
+        summary[0][f"{name}, 2nd half (MiB/epoch)"] = slope([row[column] for row in later])
     settings = {"root": str(args.root), "epochs": args.epochs, "overrides": args.override}
     tables = {
         "RSS after each epoch": (rows, COLUMNS),

@@ -69,7 +69,7 @@ def trainer_for(model: nn.Module, setup: Setup) -> Callable[[Tensor, Tensor], No
 def make_step(setup: Setup, model: nn.Module | None = None) -> Callable[[], None]:
     """One step of `setup` on a fixed batch, as a closure (builds the network unless given)."""
     device = torch.device(setup.device)
-    model = (model or build(setup.name, setup.num_classes)).to(device)
+    model = (build(setup.name, setup.num_classes) if model is None else model).to(device)
     if setup.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train(setup.train)

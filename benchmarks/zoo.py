@@ -10,6 +10,7 @@ import importlib
 import sys
 import types
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -62,6 +63,31 @@ class PadTo32(nn.Module):
         h, w = images.shape[-2:]
         logits = self.net(F.pad(images, (0, (-w) % 32, 0, (-h) % 32)))
         return logits[..., :h, :w]
+
+
+class Float32(nn.Module):
+    """Run a layer in fp32 under autocast (its input cast up, its output left fp32)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.layer(x.float())
+
+
+def fp32_upsamplers(model: nn.Module) -> nn.Module:
+    """Wrap every ConvTranspose2d of `model` in Float32, in place: on CPUs, bf16 transposed
+    convolutions with large kernels (FCN's x32, x16 and x8 upsamplers) are many times slower
+    than fp32 ones.
+    """
+    for name, child in model.named_children():
+        if isinstance(child, nn.ConvTranspose2d):
+            setattr(model, name, Float32(child))
+        else:
+            fp32_upsamplers(child)
+    return model
 
 
 def build(name: str, num_classes: int) -> nn.Module:

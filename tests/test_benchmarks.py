@@ -8,10 +8,10 @@ import torch
 from conftest import shared_data
 from torch import nn
 
-from benchmarks import data_pipeline, learning, overhead, peers, roofline, throughput
+from benchmarks import data_pipeline, learning, options, overhead, peers, roofline, throughput
 from benchmarks.common import count_flops, markdown_table
 from benchmarks.steps import Setup, peak_memory_mb
-from benchmarks.zoo import available, build
+from benchmarks.zoo import Float32, available, build, fp32_upsamplers
 
 TINY = ["--batch-size", "1", "--crop", "64", "64", "--warmup", "0", "--iters", "1"]
 
@@ -64,6 +64,18 @@ def test_roofline_one_iteration(tmp_path):
     assert all(0 < r["train % of peak"] and 0 < r["infer % of peak"] for r in rows)
 
 
+def test_options_one_iteration_without_compile(tmp_path):
+    out = tmp_path / "s.json"
+    args = ["--model", "fcn8s/tiny", "--batch-size", "1", "--crop", "64", "64", "--warmup", "0"]
+    options.main([*args, "--iters", "1", "--no-compile", "--out", str(out)])
+    rows = tables(out)["Speed options"]
+    assert [r["variant"] for r in rows] == [
+        "fp32", "fp32 + channels_last", "bf16", "bf16 + channels_last",
+        "bf16 + channels_last, upsamplers fp32",
+    ]  # fmt: skip
+    assert rows[0]["train speed-up"] == 1.0 and all(r["infer img/s"] > 0 for r in rows)
+
+
 def test_overhead_one_round(tmp_path):
     out = tmp_path / "o.json"
     args = ["--model", "fcn8s/tiny", "--batch-size", "1", "--crop", "64", "64", "--steps", "3"]
@@ -104,6 +116,23 @@ def test_a_missing_peer_is_skipped_with_its_install_command(monkeypatch, tmp_pat
 @pytest.mark.parametrize("peer", list(peers.PAIRS))
 def test_each_default_peer_pair_one_iteration(peer, tmp_path):
     run_peers([peer, peers.PAIRS[peer]], tmp_path)
+
+
+def test_fp32_upsamplers_keep_the_logits_and_run_in_fp32():
+    torch.manual_seed(0)
+    model = build("fcn8s/tiny", 5).eval()
+    for p in model.decoder.parameters():  # score layers start at zero: make the logits non-zero
+        p.data.normal_(0, 0.1)
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(images)
+        wrapped = fp32_upsamplers(model)
+        assert sum(isinstance(m, Float32) for m in wrapped.modules()) == 3  # x2, x2, x8
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = wrapped(images)
+    assert logits.dtype == torch.float32  # the last layer is the x8 upsampler
+    assert expected.abs().mean() > 0.01
+    torch.testing.assert_close(logits, expected, atol=0.05, rtol=0.05)
 
 
 def test_peers_return_logits_at_input_size():
