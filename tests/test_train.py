@@ -139,7 +139,7 @@ def test_resume_gives_the_same_weights_as_one_run(tmp_path):
 
 
 def test_init_from_copies_matching_tensors_and_reinitialises_the_head(tmp_path, caplog):
-    root = write_voc_tree(tmp_path / "voc", {"train": 4, "val": 2})
+    root = write_voc_tree(tmp_path / "voc", {"train": 4, "val": 2}, num_classes=5)
     src = compose("train", [*FAST_TRAIN, "trainer.max_epochs=1", "logger=csv"], tmp_path / "a")
     train(src)  # 21 VOC classes on the shipped sample
     source = next((tmp_path / "a" / "checkpoints").glob("best-*.ckpt"))
@@ -151,6 +151,7 @@ def test_init_from_copies_matching_tensors_and_reinitialises_the_head(tmp_path, 
             f"data.root={root}",
             f"data.class_names={names}",
             "data.crop_size=32",
+            "data.batch_size=2",
             f"init_from={source}",
             "trainer.max_epochs=1",
             "logger=csv",
@@ -169,14 +170,14 @@ def test_init_from_copies_matching_tensors_and_reinitialises_the_head(tmp_path, 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_checkpoints_load_with_weights_only(experiment, tmp_path):
     """One step of each recipe (tiny backbone) writes a checkpoint that loads without Hydra."""
-    root = write_voc_tree(tmp_path / "voc", {"train": 2, "val": 1})
+    root = write_voc_tree(tmp_path / "voc", {"train": 2, "val": 1}, num_classes=3)
     cfg = compose(
         "train",
         [
             f"experiment={experiment}",
             *FAST_TRAIN,
             f"data.root={root}",
-            "data.crop_size=32",
+            "data.crop_size=64",
             "data.batch_size=1",
             "data.class_names=[a,b,c]",
             "trainer.max_epochs=1",
