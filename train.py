@@ -13,6 +13,7 @@ os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+from hydra.errors import InstantiationException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
@@ -39,16 +40,19 @@ def class_weights(setting, datamodule) -> list[float] | None:
 
 def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
     """The LightningModule from cfg.model plus what only the data knows."""
-    return instantiate(
-        cfg.model,
-        num_classes=datamodule.num_classes,
-        ignore_index=datamodule.ignore_index,
-        class_names=list(datamodule.class_names),
-        palette=[list(c) for c in datamodule.palette],
-        mean=list(datamodule.mean),
-        std=list(datamodule.std),
-        class_weights=class_weights(cfg.model.get("class_weights"), datamodule),
-    )
+    try:
+        return instantiate(
+            cfg.model,
+            num_classes=datamodule.num_classes,
+            ignore_index=datamodule.ignore_index,
+            class_names=list(datamodule.class_names),
+            palette=[list(c) for c in datamodule.palette],
+            mean=list(datamodule.mean),
+            std=list(datamodule.std),
+            class_weights=class_weights(cfg.model.get("class_weights"), datamodule),
+        )
+    except InstantiationException as error:  # show our own message, not Hydra's wrapper
+        raise (error.__cause__ or error) from None
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:

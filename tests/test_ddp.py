@@ -39,7 +39,8 @@ def test_two_process_validation_equals_one_process(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in done.stderr + done.stdout  # two processes really ran
     (best,) = (out / "checkpoints").glob("best-*.ckpt")
-    with open(out / "csv" / "metrics.csv") as f:
+    (path,) = (out / "csv").glob("version_*/metrics.csv")
+    with open(path) as f:
         logged = next(row for row in csv.DictReader(f) if row.get("val/mIoU"))
     # One process, the same weights, every val image once.
     module = SegmentationModule.load_from_checkpoint(best, weights_only=True)

@@ -18,7 +18,8 @@ CAMVID_FAST = [
 def _losses(out) -> list[float]:
     import csv
 
-    rows = list(csv.DictReader(open(out / "csv" / "metrics.csv")))
+    (path,) = (out / "csv").glob("version_*/metrics.csv")
+    rows = list(csv.DictReader(open(path)))
     return [float(r["train/loss"]) for r in rows if r.get("train/loss")]
 
 

@@ -8,6 +8,7 @@ same batches and augmentations.
 """
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -44,6 +45,10 @@ from seg.data.voc import (
     label_lut,
     voc_colormap,
 )
+
+
+# torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 
 def worker_init(worker_id: int) -> None:
