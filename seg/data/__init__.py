@@ -46,7 +46,6 @@ from seg.data.voc import (
     voc_colormap,
 )
 
-
 # torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
