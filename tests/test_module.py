@@ -1,0 +1,78 @@
+"""SegmentationModule's optimisation pieces: class weights, bias groups, the poly schedule."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from seg.module import SegmentationModule, poly_factor
+from train import class_weights
+
+
+class Frequencies:
+    num_classes = 4
+
+    def class_frequencies(self):
+        return [0.5, 0.25, 0.25, 0.0]  # the last class never occurs
+
+
+def test_median_frequency_weights_by_hand():
+    # median of the present frequencies (0.5, 0.25, 0.25) is 0.25; weight = median / frequency
+    assert class_weights("median_frequency", Frequencies()) == pytest.approx([0.5, 1, 1, 0])
+    assert class_weights([1, 2, 3, 4], Frequencies()) == [1.0, 2.0, 3.0, 4.0]
+    assert class_weights(None, Frequencies()) is None
+    with pytest.raises(ValueError, match="median_frequency"):
+        class_weights("inverse", Frequencies())
+
+
+def test_class_weights_enter_the_loss():
+    module = SegmentationModule("fcn8s", "tiny", num_classes=2, class_weights=[1.0, 3.0])
+    logits = torch.zeros(1, 2, 1, 2)  # uniform: every pixel costs log 2
+    masks = torch.tensor([[[0, 1]]])
+    # weighted mean: (1 * log2 + 3 * log2) / (1 + 3) = log 2; sum reduction: 4 log 2
+    assert float(module.loss(logits, masks)) == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    module.hparams.loss_reduction = "sum"
+    assert float(module.loss(logits, masks)) == pytest.approx(
+        4 * torch.log(torch.tensor(2.0)).item()
+    )
+
+
+def test_paper_bias_treatment_and_frozen_upsampler():
+    module = SegmentationModule(
+        "fcn8s",
+        "tiny",
+        num_classes=3,
+        lr=0.1,
+        weight_decay=5e-4,
+        bias_lr_factor=2.0,
+        bias_weight_decay=False,
+        freeze_upsampler=True,
+        momentum=0.99,
+    )
+    module.trainer = SimpleNamespace(estimated_stepping_batches=100)
+    opt = module.configure_optimizers()["optimizer"]
+    weights, biases = opt.param_groups
+    assert weights["lr"] == 0.1 and weights["weight_decay"] == 5e-4 and weights["momentum"] == 0.99
+    assert biases["lr"] == 0.2 and biases["weight_decay"] == 0.0
+    assert all(p.ndim == 1 for p in biases["params"])
+    frozen = module.model.decoder.up_out.weight
+    assert not any(p is frozen for g in opt.param_groups for p in g["params"])
+
+
+def test_poly_schedule_with_warmup_by_hand():
+    hp = SimpleNamespace(poly_power=0.9, warmup_iters=4)
+    assert poly_factor(0, 100, hp) == pytest.approx(0.25 * (1 - 0 / 100) ** 0.9)
+    assert poly_factor(3, 100, hp) == pytest.approx(1.0 * (1 - 3 / 100) ** 0.9)
+    assert poly_factor(50, 100, hp) == pytest.approx(0.5**0.9)
+    assert poly_factor(100, 100, hp) == 0.0
+    fixed = SimpleNamespace(poly_power=0.0, warmup_iters=0)  # the paper's fixed learning rate
+    assert poly_factor(70, 100, fixed) == 1.0
+
+
+def test_unknown_choices_list_the_valid_ones():
+    with pytest.raises(ValueError, match="sgd"):
+        SegmentationModule("fcn8s", "tiny", optimizer="adam")
+    with pytest.raises(ValueError, match="mean"):
+        SegmentationModule("fcn8s", "tiny", loss_reduction="none")
+    with pytest.raises(ValueError, match="one weight per class"):
+        SegmentationModule("fcn8s", "tiny", num_classes=3, class_weights=[1.0])
