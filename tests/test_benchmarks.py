@@ -22,13 +22,23 @@ def tables(path) -> dict[str, list[dict]]:
     return data["tables"]
 
 
-def test_flop_count_of_a_convolution_is_two_per_multiply_add():
-    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
-    images = torch.randn(1, 3, 10, 12)
-    forward = 2 * 3 * 8 * 9 * 10 * 12
+@pytest.mark.parametrize("groups", [1, 8])
+def test_flop_count_of_a_convolution_is_two_per_multiply_add(groups):
+    conv = nn.Conv2d(8, 16, 3, padding=1, groups=groups, bias=False)
+    images = torch.randn(1, 8, 10, 12)
+    forward = 2 * (8 // groups) * 16 * 9 * 10 * 12
     assert count_flops(conv, images, train=False) == forward
-    # backward: gradients of the input and of the weight, one forward's worth each
+    # backward: gradients of the input and of the weight, one forward's worth each (torch's own
+    # counter counts a grouped weight gradient `groups` times over)
     assert count_flops(conv, images.requires_grad_(), train=True) == 3 * forward
+
+
+def test_flop_count_of_a_transposed_convolution():
+    up = nn.ConvTranspose2d(4, 4, 4, stride=2, padding=1, bias=False)
+    x = torch.randn(2, 4, 5, 6, requires_grad=True)
+    forward = 2 * 2 * 4 * 4 * 16 * 5 * 6  # each input pixel meets every kernel tap
+    assert count_flops(up, x, train=False) == forward
+    assert count_flops(up, x, train=True) == 3 * forward
 
 
 def test_markdown_table_and_budget_duration():
