@@ -8,9 +8,10 @@ Every network trains with the project's own recipe and code: configs/experiment/
 (from scratch, 224x288 crops of images scaled to about 2/3, batch 8, AdamW 2e-3, poly decay,
 bf16 autocast, channels_last) composed by Hydra and run by train.py's build_module/build_trainer.
 A peer (smp:...) is swapped in as the module's network, so it gets the same loop, data, loss,
-optimizer and schedule. A short calibration run measures each network's step time first; the poly
-schedule then spans the steps that fit in the budget, and ``max_time`` stops training at the
-budget. Validation (CamVid val, 101 images at 360x480) runs once, after the budget.
+optimizer and schedule. For a budget of time rather than of steps, the poly decay runs over the
+budget's seconds, ``(1 - elapsed / budget) ** poly_power``, in place of the module's step count,
+and Lightning's ``max_time`` stops training at the budget. Validation (CamVid val, 101 images at
+the recipe's ``eval_scale``, scored at 360x480) runs once, after the budget.
 """
 
 import os
@@ -50,6 +51,7 @@ COLUMNS = [
     "minutes",
     "steps",
     "steps/min",
+    "median step s",
     "val mIoU",
     "val pixel_acc",
     "load_avg",
@@ -62,7 +64,7 @@ def config(name: str, args, out: str, overrides: list[str]) -> DictConfig:
     cfg = camvid_recipe(args.root, [
         f"model.arch={arch}", f"model.backbone={backbone}", "callbacks=none", "~logger",
         "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
-        f"trainer.accelerator={args.device}", "trainer.max_epochs=-1",
+        f"trainer.accelerator={args.device}", "trainer.max_epochs=100000", "++trainer.max_steps=-1",
         "trainer.check_val_every_n_epoch=1000000", *overrides,
     ], out)  # fmt: skip
     if args.device == "cuda":
@@ -78,13 +80,30 @@ def duration(seconds: float) -> str:
     return f"{hours // 24:02d}:{hours % 24:02d}:{minutes:02d}:{secs:02d}"
 
 
-def fit(name: str, args, max_steps: int, max_seconds: float | None) -> tuple[pl.Trainer, dict]:
-    """Train `name` for max_steps (or until max_seconds); return the trainer and step timings."""
+class TimePoly(pl.Callback):
+    """Poly learning-rate decay over wall-clock seconds instead of steps."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        start, hp = time.perf_counter(), module.hparams
+
+        def factor(it: int) -> float:
+            left = max(0.0, 1.0 - (time.perf_counter() - start) / self.seconds)
+            return left**hp.poly_power * min(1.0, (it + 1) / max(1, hp.warmup_iters))
+
+        for config in trainer.lr_scheduler_configs:  # the module's LambdaLR, one factor per group
+            config.scheduler.lr_lambdas = [factor] * len(config.scheduler.lr_lambdas)
+
+
+def train_for(name: str, args) -> dict:
+    """Train `name` for the budget with the recipe, validate once; steps and scores."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = config(name, args, out, [f"++trainer.max_steps={max_steps}", *args.override])
-        if max_seconds is not None:
-            with open_dict(cfg):
-                cfg.trainer.max_time = duration(max_seconds)
+        cfg = config(name, args, out, args.override)
+        seconds = 60 * args.minutes
+        with open_dict(cfg):
+            cfg.trainer.max_time = duration(seconds)
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data)
         module = build_module(cfg, datamodule)
@@ -95,39 +114,20 @@ def fit(name: str, args, max_steps: int, max_seconds: float | None) -> tuple[pl.
             module.model = net
         trainer = build_trainer(cfg)
         ends: list[float] = []
-        trainer.callbacks.append(StepClock(ends))
-        start = time.perf_counter()
+        trainer.callbacks += [TimePoly(seconds), StepClock(ends)]
         trainer.fit(module, datamodule=datamodule)
-        seconds = time.perf_counter() - start
-        step_s = median(intervals(ends, skip=2))  # steady state: not the first steps
-        result = {"steps": trainer.global_step, "fit s": seconds, "step s": step_s}
-        result["params (M)"] = sum(p.numel() for p in module.model.parameters()) / 1e6
-        if max_seconds is not None:
-            metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-            result |= {k: v for k, v in metrics.items() if k in ("val/mIoU", "val/pixel_acc")}
-        return trainer, result
-
-
-def run(name: str, args) -> dict:
-    """Calibrate the step time, then train for the budget and validate once."""
-    budget = 60 * args.minutes
-    _, probe = fit(name, args, args.calibration_steps, None)
-    planned = max(1, int(0.97 * budget / probe["step s"]))
-    _, result = fit(name, args, planned, budget)
-    row = {
+        metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+    return {
         "model": name,
-        "params (M)": result["params (M)"],
+        "params (M)": sum(p.numel() for p in module.model.parameters()) / 1e6,
         "minutes": args.minutes,
-        "planned steps": planned,
-        "steps": result["steps"],
-        "fit s": result["fit s"],
-        "steps/min": 60 * result["steps"] / result["fit s"],
+        "steps": trainer.global_step,
+        "steps/min": 60 * trainer.global_step / seconds,
+        "median step s": median(intervals(ends, skip=2)),
+        "val mIoU": metrics["val/mIoU"],
+        "val pixel_acc": metrics["val/pixel_acc"],
+        "load_avg": round(os.getloadavg()[1], 2),  # 5-minute average: other work meanwhile
     }
-    row["val mIoU"] = result.get("val/mIoU", float("nan"))
-    row["val pixel_acc"] = result.get("val/pixel_acc", float("nan"))
-    row["load_avg"] = round(os.getloadavg()[1], 2)  # 5-minute average: other work meanwhile
-    print(f"{name}: {row}", flush=True)
-    return row
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,7 +135,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=CAMVID, help="a VOC-layout CamVid tree")
     parser.add_argument("--models", nargs="+", default=MODELS, help="arch/backbone or smp:...")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget per network")
-    parser.add_argument("--calibration-steps", type=int, default=12)
     parser.add_argument("--override", nargs="*", default=[], help="extra Hydra overrides")
     args = parser.parse_args(argv)
     rows, skipped = [], {}
@@ -145,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
             skipped[name] = reason
             print(f"skipping {name}: {reason}", flush=True)
             continue
-        rows.append(run(name, args))
+        rows.append(train_for(name, args))
+        print(f"{name}: {rows[-1]}", flush=True)
     settings = {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"
     }

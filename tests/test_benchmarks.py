@@ -2,6 +2,8 @@
 
 import json
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -46,6 +48,20 @@ def test_markdown_table_and_budget_duration():
     assert table.splitlines() == ["| a | b |", "|---|---|", "| 1.23 | x |", "| 12,346 |  |"]
     assert learning.duration(0.2) == "00:00:00:01"
     assert learning.duration(3 * 3600 + 125) == "00:03:02:05"
+
+
+def test_time_poly_decays_the_learning_rate_over_the_budget():
+    weight = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [weight]}, {"params": [], "lr": 2.0}], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: 1.0)
+    trainer = SimpleNamespace(lr_scheduler_configs=[SimpleNamespace(scheduler=sched)])
+    module = SimpleNamespace(hparams=SimpleNamespace(poly_power=1.0, warmup_iters=0))
+    learning.TimePoly(seconds=0.2).on_train_start(trainer, module)
+    sched.step()
+    assert 0.5 < opt.param_groups[0]["lr"] <= 1.0 and opt.param_groups[1]["lr"] > 1.0
+    time.sleep(0.25)
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [0.0, 0.0]
 
 
 def test_throughput_one_iteration(tmp_path):
@@ -198,9 +214,7 @@ def test_learning_one_short_budget_on_camvid(tmp_path):
             "--models",
             "fcn8s/tiny",
             "--minutes",
-            "0.02",
-            "--calibration-steps",
-            "3",
+            "0.05",
             "--override",
             *fast,
             "--out",
