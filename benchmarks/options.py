@@ -4,7 +4,8 @@
     python -m benchmarks.options --model unet/resnet34 --no-compile
 
 The eager variants (fp32 / bf16 autocast on CPU or fp16 AMP on CUDA, each with and without
-channels_last; and the network's transposed convolutions kept in fp32 under autocast) are timed
+channels_last; and the FCN upsamplers run in bf16 like every other layer instead of fp32, which is
+what seg.models.layers.UpConv does under CPU autocast) are timed
 alternately step by step. ``torch.compile`` runs last, with the fast
 eager setting: its first call (the compilation) is reported apart, then its steady-state speed is
 timed alternately against the same setting in eager mode.
@@ -16,7 +17,7 @@ import torch
 
 from benchmarks.common import base_parser, machine_info, median, report, sync, time_rounds
 from benchmarks.steps import Setup, make_step
-from benchmarks.zoo import build, fp32_upsamplers
+from benchmarks.zoo import bf16_upsamplers, build
 
 COLUMNS = [
     "variant",
@@ -30,14 +31,14 @@ COLUMNS = [
 
 
 def variants(args) -> dict[str, tuple[str, bool, bool]]:
-    """Name -> (precision, channels_last, upsamplers in fp32)."""
+    """Name -> (precision, channels_last, upsamplers in bf16 too)."""
     low = "16" if args.device == "cuda" else "bf16"
     return {
         "fp32": ("32", False, False),
         "fp32 + channels_last": ("32", True, False),
         low: (low, False, False),
         f"{low} + channels_last": (low, True, False),
-        f"{low} + channels_last, upsamplers fp32": (low, True, True),
+        f"{low} + channels_last, upsamplers {low}": (low, True, True),
     }
 
 
@@ -53,9 +54,9 @@ def eager(args) -> dict[str, dict]:
     rows = {name: {"variant": name} for name in variants(args)}
     for mode, train in (("train", True), ("infer", False)):
         steps = {}
-        for name, (precision, channels_last, fp32_up) in variants(args).items():
+        for name, (precision, channels_last, low_up) in variants(args).items():
             model = build(args.model, 21)
-            model = fp32_upsamplers(model) if fp32_up else model
+            model = bf16_upsamplers(model) if low_up else model
             steps[name] = make_step(setup(args, train, precision, channels_last), model)
         times = time_rounds(steps, torch.device(args.device), args.warmup, args.iters)
         for name in steps:
@@ -63,14 +64,14 @@ def eager(args) -> dict[str, dict]:
     return rows
 
 
-def compiled(args, precision: str, channels_last: bool, fp32_up: bool) -> tuple[dict, dict]:
+def compiled(args, precision: str, channels_last: bool, low_up: bool) -> tuple[dict, dict]:
     """Rows for torch.compile and the same eager setting, timed alternately after compiling."""
     device = torch.device(args.device)
     rows = {"eager": {}, "compiled": {}}
     for mode, train in (("train", True), ("infer", False)):
         s = setup(args, train, precision, channels_last)
         model = build(args.model, 21)
-        model = fp32_upsamplers(model) if fp32_up else model
+        model = bf16_upsamplers(model) if low_up else model
         steps = {"eager": make_step(s, model), "compiled": make_step(s, torch.compile(model))}
         start = time.perf_counter()
         steps["compiled"]()

@@ -10,11 +10,11 @@ import importlib
 import sys
 import types
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seg.models import build_model
+from seg.models.layers import UpConv
 
 PEERS = {
     "torchfcn": "pip install --no-deps torchfcn==1.9.7 && pip install pytz scikit-image tqdm scipy",
@@ -65,28 +65,20 @@ class PadTo32(nn.Module):
         return logits[..., :h, :w]
 
 
-class Float32(nn.Module):
-    """Run a layer in fp32 under autocast (its input cast up, its output left fp32)."""
-
-    def __init__(self, layer: nn.Module):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: Tensor) -> Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.layer(x.float())
-
-
-def fp32_upsamplers(model: nn.Module) -> nn.Module:
-    """Wrap every ConvTranspose2d of `model` in Float32, in place: on CPUs, bf16 transposed
-    convolutions with large kernels (FCN's x32, x16 and x8 upsamplers) are many times slower
-    than fp32 ones.
+def bf16_upsamplers(model: nn.Module) -> nn.Module:
+    """Swap every UpConv of `model` for a plain ConvTranspose2d with the same weights, in place:
+    the network as it runs without UpConv's fp32 rule, so the benchmark can show what it buys.
     """
     for name, child in model.named_children():
-        if isinstance(child, nn.ConvTranspose2d):
-            setattr(model, name, Float32(child))
+        if isinstance(child, UpConv):
+            plain = nn.ConvTranspose2d(
+                child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                child.padding, bias=child.bias is not None,
+            )  # fmt: skip
+            plain.load_state_dict(child.state_dict())
+            setattr(model, name, plain)
         else:
-            fp32_upsamplers(child)
+            bf16_upsamplers(child)
     return model
 
 

@@ -13,7 +13,8 @@ from torch import nn
 from benchmarks import data_pipeline, learning, options, overhead, peers, roofline, throughput
 from benchmarks.common import count_flops, markdown_table
 from benchmarks.steps import Setup, peak_memory_mb
-from benchmarks.zoo import Float32, available, build, fp32_upsamplers
+from benchmarks.zoo import available, bf16_upsamplers, build
+from seg.models.layers import UpConv
 
 TINY = ["--batch-size", "1", "--crop", "64", "64", "--warmup", "0", "--iters", "1"]
 
@@ -97,7 +98,7 @@ def test_options_one_iteration_without_compile(tmp_path):
     rows = tables(out)["Speed options"]
     assert [r["variant"] for r in rows] == [
         "fp32", "fp32 + channels_last", "bf16", "bf16 + channels_last",
-        "bf16 + channels_last, upsamplers fp32",
+        "bf16 + channels_last, upsamplers bf16",
     ]  # fmt: skip
     assert rows[0]["train speed-up"] == 1.0 and all(r["infer img/s"] > 0 for r in rows)
 
@@ -144,21 +145,15 @@ def test_each_default_peer_pair_one_iteration(peer, tmp_path):
     run_peers([peer, peers.PAIRS[peer]], tmp_path)
 
 
-def test_fp32_upsamplers_keep_the_logits_and_run_in_fp32():
-    torch.manual_seed(0)
-    model = build("fcn8s/tiny", 5).eval()
-    for p in model.decoder.parameters():  # score layers start at zero: make the logits non-zero
-        p.data.normal_(0, 0.1)
-    images = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        expected = model(images)
-        wrapped = fp32_upsamplers(model)
-        assert sum(isinstance(m, Float32) for m in wrapped.modules()) == 3  # x2, x2, x8
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = wrapped(images)
-    assert logits.dtype == torch.float32  # the last layer is the x8 upsampler
-    assert expected.abs().mean() > 0.01
-    torch.testing.assert_close(logits, expected, atol=0.05, rtol=0.05)
+def test_bf16_upsamplers_swap_upconv_for_the_plain_layer_with_the_same_weights():
+    model = build("fcn8s/tiny", 5)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = bf16_upsamplers(model)
+    assert not any(isinstance(m, UpConv) for m in plain.modules())
+    assert sum(type(m) is nn.ConvTranspose2d for m in plain.modules()) == 3  # x2, x2, x8
+    after = plain.state_dict()
+    assert after.keys() == state.keys()
+    assert all(torch.equal(after[k], state[k]) for k in state)
 
 
 def test_peers_return_logits_at_input_size():

@@ -19,7 +19,7 @@ from seg.models import (
 )
 from seg.models import weights as weights_module
 from seg.models.backbones import VGG16Backbone
-from seg.models.layers import bilinear_kernel, bilinear_upsample, linear_to_conv
+from seg.models.layers import UpConv, bilinear_kernel, bilinear_upsample, linear_to_conv
 
 PAIRS = [(b, a) for b in BACKBONES for a in DECODERS if not (b == "unet" and a != "unet")]
 RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -123,6 +123,28 @@ def test_bilinear_deconvolution_equals_interpolate(factor: int):
     assert out.shape == (2, 3, 5 * factor, 7 * factor)
     f = factor  # the border differs: interpolate clamps, the deconvolution pads with zeros
     torch.testing.assert_close(out[..., f:-f, f:-f], ref[..., f:-f, f:-f], atol=1e-9, rtol=0)
+
+
+def test_fcn_upsamplers_run_in_fp32_under_cpu_autocast():
+    torch.manual_seed(0)
+    model = build_model("fcn8s", "tiny", 5, weights=None).eval()
+    for p in model.decoder.parameters():  # score layers start at zero: make the logits non-zero
+        p.data.normal_(0, 0.1)
+    images = torch.randn(1, 3, 64, 96)
+    seen = []
+    for m in model.modules():
+        if isinstance(m, UpConv):
+            m.register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out.dtype)))
+    with torch.no_grad():
+        expected = model(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(images)
+    assert seen[:3] == [(torch.float32, torch.float32)] * 3  # x2, x2, x8 outside autocast
+    assert [out for _, out in seen[3:]] == [torch.float32] * 3  # computed in fp32 under autocast
+    assert seen[3][0] == torch.bfloat16  # the first one's input is a bf16 score map
+    assert logits.dtype == torch.float32
+    assert expected.abs().mean() > 0.01
+    torch.testing.assert_close(logits, expected, atol=0.05, rtol=0.05)
 
 
 def test_linear_equals_convolution_over_its_whole_input():

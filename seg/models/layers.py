@@ -16,7 +16,24 @@ def bilinear_kernel(factor: int) -> Tensor:
     return torch.outer(taps, taps)  # separable: (2f, 2f)
 
 
-def bilinear_upsample(channels: int, factor: int, trainable: bool = True) -> nn.ConvTranspose2d:
+class UpConv(nn.ConvTranspose2d):
+    """ConvTranspose2d that runs in fp32 under CPU autocast; elsewhere it is the plain layer.
+
+    On CPUs, bf16 transposed convolutions with FCN's large kernels (4x4 to 64x64) are many times
+    slower than fp32 ones: FCN-8s/ResNet-18 infers about 2x faster with this layer, FCN-32s about
+    18x (benchmarks/results/options.md), and the fp32 cost is small next to the backbone. U-Net's
+    2x2 up-convolutions are as fast in bf16, so it uses the plain layer. The input is cast up, the
+    output stays fp32. Parameters and state-dict keys are those of ConvTranspose2d.
+    """
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float(), output_size)
+        return super().forward(x, output_size)
+
+
+def bilinear_upsample(channels: int, factor: int, trainable: bool = True) -> UpConv:
     """ConvTranspose2d that upsamples each channel by factor f, initialised to bilinear.
 
     Kernel 2f, stride f, padding f/2: an (H, W) map becomes exactly (f*H, f*W). The weight is
@@ -24,7 +41,7 @@ def bilinear_upsample(channels: int, factor: int, trainable: bool = True) -> nn.
     """
     if factor < 2 or factor % 2:
         raise ValueError(f"bilinear_upsample needs an even factor >= 2, got {factor}")
-    up = nn.ConvTranspose2d(channels, channels, 2 * factor, factor, factor // 2, bias=False)
+    up = UpConv(channels, channels, 2 * factor, factor, factor // 2, bias=False)
     with torch.no_grad():
         up.weight.zero_()
         kernel = bilinear_kernel(factor).to(up.weight.dtype)
