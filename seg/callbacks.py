@@ -138,6 +138,26 @@ class LoaderResume(pl.Callback):
         iter(loop._data_fetcher)  # a fresh iterator, from the restored state
 
 
+class LastCheckpoint(pl.callbacks.ModelCheckpoint):
+    """``checkpoints/last.ckpt`` after every epoch: Lightning's ModelCheckpoint keeping the one
+    newest checkpoint under the name ``last``.
+
+    (``save_last`` alone will not do: Lightning writes the last checkpoint only when a top-k one
+    was saved at the same step.) A class of its own so that its state key differs from the
+    periodic checkpoint's, which Lightning would otherwise refuse as a duplicate when both save
+    every epoch.
+    """
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 1) -> None:
+        super().__init__(
+            dirpath,
+            filename=self.CHECKPOINT_NAME_LAST,
+            every_n_epochs=every_n_epochs,
+            save_top_k=1,
+            enable_version_counter=False,
+        )
+
+
 class FiniteCheckpoints(pl.Callback):
     """Refuse to write a checkpoint whose weights hold NaN or inf: the last good one stays."""
 

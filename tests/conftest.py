@@ -93,4 +93,5 @@ FAST_TRAIN = [
     "trainer.enable_model_summary=false",
     "data.num_workers=0",
     "data.persistent_workers=false",
+    "callbacks.periodic.every_n_epochs=1",
 ]

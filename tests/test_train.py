@@ -8,6 +8,7 @@ import torch
 from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 from hydra.utils import instantiate
 
+from seg.checkpoint import read_checkpoint
 from seg.module import SegmentationModule
 from train import build_module, build_trainer, train
 
@@ -48,6 +49,25 @@ def sample_run(tmp_path_factory):
     cfg = compose("train", [*FAST_TRAIN, "data.crop_size=64", "data.batch_size=4"], out)
     metrics = train(cfg)
     return cfg, metrics
+
+
+def test_last_checkpoint_follows_every_epoch_without_periodic_ones(tmp_path):
+    cfg = compose(
+        "train",
+        [
+            *FAST_TRAIN,
+            "data.crop_size=32",
+            "data.batch_size=5",
+            "logger=csv",
+            "callbacks.periodic.every_n_epochs=5",
+        ],  # fmt: skip
+        tmp_path,
+    )
+    train(cfg)
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    assert not list(ckpt_dir.glob("periodic/*.ckpt"))  # 2 epochs < every 5
+    last = read_checkpoint(ckpt_dir / "last.ckpt")
+    assert last["epoch"] == 2 and last["global_step"] == 2 * 2  # 10 images, batch 5: 2 steps
 
 
 def test_checkpoints_round_trip_to_the_logged_metric(sample_run):
