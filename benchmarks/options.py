@@ -4,9 +4,9 @@
     python -m benchmarks.options --model unet/resnet34 --no-compile
 
 The eager variants (fp32 / bf16 autocast on CPU or fp16 AMP on CUDA, each with and without
-channels_last; and the FCN upsamplers run in bf16 like every other layer instead of fp32, which is
-what seg.models.layers.UpConv does under CPU autocast) are timed
-alternately step by step. ``torch.compile`` runs last, with the fast
+channels_last; and, for comparison, the FCN upsamplers in bf16 like the other layers instead of
+the fp32 that seg.models.layers.UpConv keeps them in under CPU autocast) are timed alternately
+step by step. ``torch.compile`` runs last, with the fast
 eager setting: its first call (the compilation) is reported apart, then its steady-state speed is
 timed alternately against the same setting in eager mode.
 """

@@ -142,10 +142,11 @@ class LastCheckpoint(pl.callbacks.ModelCheckpoint):
     """``checkpoints/last.ckpt`` after every epoch: Lightning's ModelCheckpoint keeping the one
     newest checkpoint under the name ``last``.
 
-    (``save_last`` alone will not do: Lightning writes the last checkpoint only when a top-k one
-    was saved at the same step.) A class of its own so that its state key differs from the
-    periodic checkpoint's, which Lightning would otherwise refuse as a duplicate when both save
-    every epoch.
+    (``save_last`` alone will not do: Lightning 2.6 writes the last checkpoint only at steps where
+    a top-k one was saved, and at the end of training; the ``steps`` callback's ``save_last``
+    gives that end-of-training save, for runs stopped mid-epoch by max_steps or max_time.) A class
+    of its own so that its state key differs from the periodic checkpoint's, which Lightning would
+    otherwise refuse as a duplicate when both save every epoch.
     """
 
     def __init__(self, dirpath: str, every_n_epochs: int = 1) -> None:
