@@ -71,9 +71,8 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
-        plugins=[
-            checkpoint.AtomicCheckpointIO()
-        ],  # a killed write leaves the previous checkpoint whole
+        # A killed write leaves the previous checkpoint whole.
+        plugins=[checkpoint.AtomicCheckpointIO()],
         **overrides,
     )
 

@@ -21,8 +21,7 @@ from PIL import Image
 
 from benchmarks import memory_growth
 from evaluate import evaluate
-from seg.callbacks import AtomicCheckpointIO
-from seg.checkpoint import CheckpointError, read_checkpoint
+from seg.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from seg.data import (
     ColourMaskError,
     ImageReadError,
@@ -125,7 +124,7 @@ def test_mid_epoch_resume_is_exact(tmp_path):
 KILLED_WRITER = """
 import resource, shutil, signal, sys, torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
-from seg.callbacks import AtomicCheckpointIO
+from seg.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 
 kind, path = sys.argv[1:]
 io = AtomicCheckpointIO() if kind == "atomic" else TorchCheckpointIO()
