@@ -60,8 +60,9 @@ def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    # Always on: exact mid-epoch resume and guarded checkpoints (see seg/checkpoint/).
-    callbacks += checkpoint.callbacks()
+    # Always on: exact mid-epoch resume and guarded, atomic checkpoints (see seg/checkpoint/).
+    always, writer = checkpoint.lifecycle()
+    callbacks += always
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     if cfg.trainer.get("sync_batchnorm") == "auto":
@@ -71,8 +72,7 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
-        # A killed write leaves the previous checkpoint whole.
-        plugins=[checkpoint.AtomicCheckpointIO()],
+        plugins=[writer],
         **overrides,
     )
 

@@ -10,7 +10,7 @@
 - ``guard``: ``CheckpointGuard`` (no NaN/inf or exploded weights, ``weights=None`` stored).
 - ``lock``: ``RunLock`` (one writer per run directory) and the writable-directory check.
 
-``callbacks()`` lists the callbacks every training run gets.
+``lifecycle()`` gives the callbacks and the checkpoint writer every training run gets.
 """
 
 from seg.checkpoint.guard import CheckpointGuard
@@ -33,9 +33,10 @@ from seg.checkpoint.resume import (
 from seg.checkpoint.write import AtomicCheckpointIO, LastCheckpoint, remove_partial_writes
 
 
-def callbacks() -> list:
-    """The always-on callbacks: exact resume, today's settings on resume, guarded writes."""
-    return [RNGState(), LoaderResume(), ResumeSettings(), CheckpointGuard()]
+def lifecycle() -> tuple[list, AtomicCheckpointIO]:
+    """The always-on callbacks (exact resume, today's settings, the guard) and the writer."""
+    guard = CheckpointGuard()
+    return [RNGState(), LoaderResume(), ResumeSettings(), guard], AtomicCheckpointIO(guard.check)
 
 
 __all__ = [
@@ -48,7 +49,7 @@ __all__ = [
     "ResumeSettings",
     "RunDirectoryError",
     "RunLock",
-    "callbacks",
+    "lifecycle",
     "check_resume",
     "init_from_checkpoint",
     "load_network",

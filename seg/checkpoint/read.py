@@ -55,7 +55,7 @@ def load_file(path: Path, mmap: bool = False) -> object:
         ) from error
     except Exception as error:  # noqa: BLE001 - any loader failure means an unreadable file
         raise CheckpointError(
-            f"checkpoint {path} could not be read; it is truncated, corrupt or not a checkpoint "
+            f"checkpoint {path} could not be read; it is truncated or corrupt, or not a checkpoint "
             f"(was it copied while being written?). Use another checkpoint of the run, e.g. "
             f"last.ckpt. Detail: {type(error).__name__}: {first_line(error)[:200]}"
         ) from error

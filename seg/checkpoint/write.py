@@ -2,6 +2,7 @@
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,9 +24,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Lightning's default stages the file in $TMPDIR and moves it: across filesystems the move is
     a copy into the target, and nothing is synced. A rename within one directory is atomic.
+    ``check`` sees every checkpoint before it is written and may refuse it by raising.
     """
 
+    def __init__(self, check: Callable[[dict], None] | None = None) -> None:
+        super().__init__()
+        self.check = check
+
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if self.check is not None:
+            self.check(checkpoint)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = staging_path(path)  # fixed name: a killed write's leftover is reused
