@@ -44,8 +44,8 @@ def load_file(path: Path, mmap: bool = False) -> object:
     except pickle.UnpicklingError as error:
         if "global" not in str(error).lower():  # not a refused class: a plain pickle, damage
             raise CheckpointError(
-                f"checkpoint {path} is not a PyTorch checkpoint (a plain pickle or a damaged "
-                f"file; detail: {first_line(error)}); {ADVICE}"
+                f"checkpoint {path} could not be read: it is not a PyTorch checkpoint (a plain "
+                f"pickle or a damaged file; detail: {first_line(error)[:200]}); {ADVICE}"
             ) from error
         culprit = next((s for s in str(error).split("\n") if "global" in s.lower()), "")
         raise CheckpointError(
