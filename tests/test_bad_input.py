@@ -22,6 +22,8 @@ from PIL import Image
 import evaluate
 import train
 from seg.checkpoint import RunLock
+from seg.cli import expected_errors
+from seg.config import ConfigError
 from seg.data import RootNotFoundError, doctor
 from seg.module import SegmentationModule
 
@@ -316,14 +318,29 @@ def test_misuse(case, good, tmp_path, capsys, monkeypatch):
         assert all(f"{k}.ckpt" in err for k in ("empty", "text", "number"))
 
 
-def program(args: list[str], **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, **env}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=environ, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+def program(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_hydra_full_error_and_unexpected_errors_keep_the_traceback(tmp_path, monkeypatch):
+    """HYDRA_FULL_ERROR=1 lets an expected error through to Hydra's traceback; a bug always."""
+    cfg = compose("train", [*TRAIN, "model.lr=0"], tmp_path / "run")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ConfigError, match="model.lr=0 is invalid"):
+        train.main(cfg)
+    monkeypatch.delenv("HYDRA_FULL_ERROR")
+
+    @expected_errors
+    def buggy() -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError, match="a bug"):
+        buggy()
 
 
 def test_the_real_programs_exit_2_without_a_traceback(tmp_path):
-    """End to end: train.py and evaluate.py print one paragraph; HYDRA_FULL_ERROR=1 the trace."""
+    """End to end: train.py and evaluate.py print one paragraph and exit with status 2."""
     run = f"hydra.run.dir={tmp_path / 'run'}"
     done = program(["train.py", *TRAIN, "model.lr=0", run])
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
@@ -331,5 +348,3 @@ def test_the_real_programs_exit_2_without_a_traceback(tmp_path):
     done = program(["evaluate.py", f"ckpt_path={tmp_path / 'none.ckpt'}", run])
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert f"checkpoint {tmp_path / 'none.ckpt'} does not exist" in done.stderr
-    done = program(["train.py", *TRAIN, "model.lr=0", run], HYDRA_FULL_ERROR="1")
-    assert done.returncode == 1 and "Traceback" in done.stderr and "model.lr" in done.stderr
