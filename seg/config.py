@@ -80,8 +80,25 @@ def check_data(data: dict, channels: int) -> None:
         fail("data.std", data["std"], "standard deviations must be > 0 (they divide)")
 
 
+def missing_keys(config: dict, prefix: str = "") -> list[str]:
+    """Keys left at OmegaConf's mandatory marker ``???`` (e.g. eval's ``ckpt_path``)."""
+    found = []
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found += missing_keys(value, f"{prefix}{key}.")
+        elif value == "???":
+            found.append(f"{prefix}{key}")
+    return found
+
+
 def validate(config: dict) -> None:
     """Check the keys of a composed train or eval config; raise the first ``ConfigError``."""
+    missing = missing_keys(config)
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} must be given: add {missing[0]}=<value> to the command line "
+            f"(see the comments in configs/ for what it takes)"
+        )
     model, data = config.get("model") or {}, config.get("data") or {}
     names = data.get("class_names")
     check_model(model, len(names) if isinstance(names, list) else None)

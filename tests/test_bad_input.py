@@ -95,7 +95,7 @@ RESUME = {
 
 MISUSE = ["run directory locked", "run directory under a file", "weights file missing",
           "init_from all zeros", "eval glob matches nothing", "eval predict.input missing",
-          "eval export unknown", "eval folder of bad checkpoints",
+          "eval export unknown", "eval folder of bad checkpoints", "eval without ckpt_path",
           "doctor root missing"]  # fmt: skip
 
 
@@ -285,6 +285,8 @@ def misuse(case: str, good: dict, tmp_path: Path) -> tuple[str, list[str], str]:
     if case == "eval predict.input missing":
         missing = tmp_path / "photos"
         return "eval", [root, f"ckpt_path={good['file']}", f"predict.input={missing}"], "photos"
+    if case == "eval without ckpt_path":
+        return "eval", [root, "ckpt_path=???"], "ckpt_path=<value>"
     if case == "eval export unknown":
         return "eval", [root, f"ckpt_path={good['file']}", "export=tflite"], "export=tflite"
     # eval folder of bad checkpoints: each is listed, none aborts the others

@@ -1,13 +1,20 @@
 """The checkpoint lifecycle's small parts: the run lock, partial-write clean-up, the guard."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import FAST_TRAIN, compose, write_voc_tree
 from hydra.utils import instantiate
 
-from seg.checkpoint import CheckpointGuard, RunDirectoryError, RunLock, remove_partial_writes
+from seg.checkpoint import (
+    CheckpointGuard,
+    LastCheckpoint,
+    RunDirectoryError,
+    RunLock,
+    remove_partial_writes,
+)
 from train import build_module
 
 
@@ -60,3 +67,20 @@ def test_class_weights_from_the_command_line_are_a_plain_list(tmp_path):
     module = build_module(cfg, instantiate(cfg.data))
     assert module.hparams.class_weights == weights and type(module.hparams.class_weights) is list
     assert module.class_weight.tolist() == weights
+
+
+def test_a_stop_for_a_nan_loss_names_the_checkpoint_to_resume_from(tmp_path):
+    folder = tmp_path / "checkpoints"
+    guard = CheckpointGuard()
+    guard.trainer = SimpleNamespace(callbacks=[LastCheckpoint(str(folder))])
+    error = FloatingPointError("the training loss became nan at step 9")
+    guard.on_exception(guard.trainer, None, error)
+    assert str(error).endswith("start again with a lower model.lr.")  # nothing written yet
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"x")
+    error = FloatingPointError("the training loss became nan at step 9")
+    guard.on_exception(guard.trainer, None, error)
+    assert str(error) == (
+        f"the training loss became nan at step 9 Resume with "
+        f"ckpt_path={folder / 'last.ckpt'} and a lower model.lr."
+    )
