@@ -19,7 +19,7 @@ from tqdm import tqdm  # noqa: E402
 
 from seg import report  # noqa: E402
 from seg.checkpoint import CheckpointError, load_network  # noqa: E402
-from seg.cli import expected_errors  # noqa: E402
+from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
 from seg.data.voc import voc_colormap  # noqa: E402
 from seg.export import check_parity, export_onnx  # noqa: E402
@@ -219,4 +219,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -21,7 +21,7 @@ from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 
 from seg import checkpoint  # noqa: E402
-from seg.cli import expected_errors  # noqa: E402
+from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
 
 log = logging.getLogger("seg")
@@ -135,4 +135,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

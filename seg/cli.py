@@ -1,16 +1,21 @@
 """Entry-point error plumbing: an expected error is one paragraph on stderr and exit status 2.
 
-``expected_errors`` wraps each program's ``main`` (beneath ``@hydra.main`` for the Hydra ones):
+``expected_errors`` wraps each program's ``main`` (beneath ``@hydra.main`` for the Hydra ones),
+and ``run`` calls it:
 
     @hydra.main(version_base="1.3", config_path="configs", config_name="train")
     @expected_errors
     def main(cfg): ...
 
+    if __name__ == "__main__":
+        run(main)
+
 Expected errors are the user's to fix (bad data, config or checkpoint, unavailable weights, a
 diverged run); their message says what to do, so a traceback only hides it. Any other
 exception is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of
-expected errors too. Hydra's own errors (an unknown config option, a malformed override) are
-printed by Hydra, without a traceback, before ``main`` runs.
+expected errors too. Hydra prints its own errors (an unknown config option, a malformed
+override) cleanly, before ``main`` runs, and exits with status 1; ``run`` turns that status into
+2 when ``main`` was never entered, so that every error of the user's exits with 2.
 """
 
 import functools
@@ -20,6 +25,7 @@ from collections.abc import Callable
 
 EXIT_EXPECTED = 2
 DEBUG_VARIABLE = "HYDRA_FULL_ERROR"
+entered = False  # set once a wrapped main starts: a later exit status 1 is not Hydra's config
 
 
 def expected_types() -> tuple[type[BaseException], ...]:
@@ -44,6 +50,8 @@ def expected_errors(main: Callable) -> Callable:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        global entered
+        entered = True
         try:
             return main(*args, **kwargs)
         except expected_types() as error:
@@ -54,3 +62,13 @@ def expected_errors(main: Callable) -> Callable:
             sys.exit(EXIT_EXPECTED)
 
     return wrapper
+
+
+def run(main: Callable[[], object]) -> None:
+    """Call a Hydra ``main``; exit with 2 where Hydra refused the command line before ``main``."""
+    try:
+        main()
+    except SystemExit as stop:
+        if stop.code == 1 and not entered:  # Hydra's composition and override errors
+            sys.exit(EXIT_EXPECTED)
+        raise

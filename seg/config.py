@@ -15,8 +15,11 @@ class ConfigError(ValueError):
 
 
 def fail(key: str, value, valid: str) -> None:
-    raise ConfigError(f"{key}={value!r} is invalid: {valid}. Fix it on the command line or in "
-                      f"the config file, e.g. {key}=<value>")  # fmt: skip
+    """Raise the one-paragraph error for ``key``."""
+    raise ConfigError(
+        f"{key}={value!r} is invalid: {valid}. Set it on the command line ({key}=...) or in "
+        f"the config file"
+    )
 
 
 def number(value) -> bool:

@@ -21,6 +21,7 @@ from PIL import Image
 
 import evaluate
 import train
+from seg import cli
 from seg.checkpoint import RunLock
 from seg.cli import expected_errors
 from seg.config import ConfigError
@@ -342,11 +343,25 @@ def test_hydra_full_error_and_unexpected_errors_keep_the_traceback(tmp_path, mon
 
 
 def test_the_real_programs_exit_2_without_a_traceback(tmp_path):
-    """End to end: train.py and evaluate.py print one paragraph and exit with status 2."""
+    """End to end: our error and Hydra's, one paragraph each, exit status 2, no traceback."""
     run = f"hydra.run.dir={tmp_path / 'run'}"
     done = program(["train.py", *TRAIN, "model.lr=0", run])
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("ConfigError: model.lr=0 is invalid")
-    done = program(["evaluate.py", f"ckpt_path={tmp_path / 'none.ckpt'}", run])
+    done = program(["evaluate.py", "data=nosuch", f"ckpt_path={tmp_path / 'none.ckpt'}", run])
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert f"checkpoint {tmp_path / 'none.ckpt'} does not exist" in done.stderr
+    assert "Could not find 'data/nosuch'" in done.stderr  # Hydra's own message, exit status 2
+
+
+def test_hydra_refusing_the_command_line_exits_2_and_a_bug_in_main_1(monkeypatch):
+    def refused() -> None:
+        sys.exit(1)  # as Hydra does after printing an unknown option
+
+    monkeypatch.setattr(cli, "entered", False)
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(refused)
+    assert stopped.value.code == 2
+    monkeypatch.setattr(cli, "entered", True)  # main ran: status 1 is a crash, kept
+    with pytest.raises(SystemExit) as stopped:
+        cli.run(refused)
+    assert stopped.value.code == 1
