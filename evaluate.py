@@ -18,10 +18,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from seg import report  # noqa: E402
-from seg.checkpoint import CheckpointError  # noqa: E402
+from seg.checkpoint import CheckpointError, load_network  # noqa: E402
+from seg.cli import expected_errors, run  # noqa: E402
+from seg.config import ConfigError, validate  # noqa: E402
 from seg.data.voc import voc_colormap  # noqa: E402
 from seg.export import check_parity, export_onnx  # noqa: E402
-from seg.inference import infer, load_network, read_image  # noqa: E402
+from seg.inference import infer, read_image  # noqa: E402
 from seg.metrics import ConfusionMatrix, scores  # noqa: E402
 from seg.visualize import denormalise  # noqa: E402
 
@@ -42,7 +44,7 @@ def checkpoint_paths(ckpt_path) -> list[Path]:
         else:
             found = [Path(item)]  # a missing file is reported by read_checkpoint
         if not found:
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"ckpt_path={item} matches no checkpoint; give a .ckpt file, a run directory "
                 f"(its checkpoints/ are searched) or a glob such as 'runs/*/checkpoints/*.ckpt'"
             )
@@ -149,7 +151,7 @@ def image_files(source: Path) -> list[Path]:
         else [source]
     )
     if not files or not files[0].is_file():
-        raise FileNotFoundError(
+        raise ConfigError(
             f"predict.input={source} is neither an image nor a folder holding images "
             f"({' '.join(IMAGE_TYPES)}); give the path of one"
         )
@@ -159,7 +161,7 @@ def image_files(source: Path) -> list[Path]:
 def predict(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
     """A coloured mask (palette PNG) and an overlay per unlabelled image, with one checkpoint."""
     if len(paths) != 1:
-        raise ValueError(f"predict.input needs one checkpoint, but ckpt_path matched {len(paths)}")
+        raise ConfigError(f"predict.input needs one checkpoint, but ckpt_path matched {len(paths)}")
     files = image_files(Path(cfg.predict.input))
     model, info = network(paths[0], pick_device(cfg.device))
     mean, std, palette = info["mean"], info["std"], info.get("palette") or voc_colormap()
@@ -181,7 +183,7 @@ def predict(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
 def export(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
     """Each checkpoint as ONNX, checked against PyTorch at two sizes."""
     if cfg.export != "onnx" or cfg.exporter not in EXPORTERS:
-        raise ValueError(
+        raise ConfigError(
             f"export={cfg.export} exporter={cfg.exporter} is unknown; use export=onnx with "
             f"exporter one of {', '.join(EXPORTERS)}"
         )
@@ -198,6 +200,7 @@ def export(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate, predict or export as configured; return what was computed or written."""
+    validate(OmegaConf.to_container(cfg, resolve=True))  # before any data is read
     paths = checkpoint_paths(cfg.ckpt_path)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,10 +212,11 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+@expected_errors
 def main(cfg: DictConfig) -> None:
     OmegaConf.resolve(cfg)
     evaluate(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -6,6 +6,7 @@ Hydra entry point. See configs/train.yaml for the options.
 
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
@@ -17,9 +18,11 @@ from hydra.errors import InstantiationException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
+from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 
-from seg.callbacks import AtomicCheckpointIO, FiniteCheckpoints, LoaderResume, RNGState  # noqa: E402
-from seg.checkpoint import init_from_checkpoint  # noqa: E402
+from seg import checkpoint  # noqa: E402
+from seg.cli import expected_errors, run  # noqa: E402
+from seg.config import ConfigError, validate  # noqa: E402
 
 log = logging.getLogger("seg")
 
@@ -29,7 +32,7 @@ def class_weights(setting, datamodule) -> list[float] | None:
     if setting is None or isinstance(setting, list | tuple):
         return None if setting is None else [float(w) for w in setting]
     if setting != "median_frequency":
-        raise ValueError(
+        raise ConfigError(
             f"model.class_weights={setting!r} is unknown; use null, median_frequency or a list "
             f"of {datamodule.num_classes} numbers"
         )
@@ -49,7 +52,7 @@ def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
             palette=[list(c) for c in datamodule.palette],
             mean=list(datamodule.mean),
             std=list(datamodule.std),
-            class_weights=class_weights(cfg.model.get("class_weights"), datamodule),
+            class_weights=class_weights(plain(cfg.model).get("class_weights"), datamodule),
         )
     except InstantiationException as error:  # show our own message, not Hydra's wrapper
         raise (error.__cause__ or error) from None
@@ -57,8 +60,9 @@ def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    # Always on: exact mid-epoch resume and no non-finite checkpoints (see seg/callbacks.py).
-    callbacks += [RNGState(), LoaderResume(), FiniteCheckpoints()]
+    # Always on: exact mid-epoch resume and guarded, atomic checkpoints (see seg/checkpoint/).
+    always, writer = checkpoint.lifecycle()
+    callbacks += always
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     if cfg.trainer.get("sync_batchnorm") == "auto":
@@ -68,18 +72,38 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
-        plugins=[AtomicCheckpointIO()],  # a killed write leaves the previous checkpoint whole
+        plugins=[writer],
         **overrides,
     )
 
 
+def plain(cfg: DictConfig) -> dict:
+    """A config as plain Python values (lists, not ListConfig)."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) as configured; return the final logged metrics."""
+    validate(plain(cfg))  # before any data is read
+    with run_lock(cfg.paths.output_dir):
+        return fit(cfg)
+
+
+def run_lock(run_dir: str):
+    """The run directory's lock, held by the main process only (DDP ranks share the directory)."""
+    if rank_zero_only.rank != 0:
+        return nullcontext()
+    return checkpoint.RunLock(run_dir)  # also removes a killed run's partial checkpoint
+
+
+def fit(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
+    if cfg.get("ckpt_path"):
+        checkpoint.check_resume(cfg.ckpt_path, dict(module.hparams))
     if cfg.get("init_from"):
-        init_from_checkpoint(module.model, cfg.init_from)
+        checkpoint.init_from_checkpoint(module.model, cfg.init_from)
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -103,6 +127,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
+@expected_errors
 def main(cfg: DictConfig) -> float | None:
     OmegaConf.resolve(cfg)
     metrics = train(cfg)
@@ -110,4 +135,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

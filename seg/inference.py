@@ -16,10 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor, nn
-
-from seg.checkpoint import CheckpointError, model_state, read_checkpoint
-from seg.models import build_model
+from torch import Tensor
 
 Model = Callable[[Tensor], Tensor]
 
@@ -93,28 +90,6 @@ def infer(
                 logits = F.interpolate(logits, (h, w), mode="bilinear")  # align_corners=False
             total = total + logits
     return total / (len(scales) * (2 if flip else 1))
-
-
-def load_network(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the network of a train.py checkpoint from the file alone, in eval mode.
-
-    Returns the network and the checkpoint's facts: its hyperparameters plus epoch and step.
-    """
-    checkpoint = read_checkpoint(path)
-    hparams = dict(checkpoint["hyper_parameters"])
-    try:
-        model = build_model(
-            hparams["arch"], hparams["backbone"], hparams["num_classes"], weights=None
-        )
-        model.load_state_dict(model_state(checkpoint))
-    except (KeyError, ValueError, RuntimeError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit the network it names ({hparams.get('arch')}/"
-            f"{hparams.get('backbone')}, {hparams.get('num_classes')} classes): was it written by "
-            f"another version of this program? Detail: {str(error).splitlines()[0]}"
-        ) from error
-    info = {**hparams, "epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")}
-    return model.eval(), info
 
 
 def read_image(path: str | Path, mean: Sequence[float], std: Sequence[float]) -> Tensor:

@@ -226,10 +226,6 @@ class SegmentationModule(pl.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: poly_factor(it, total, hp))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint holds every weight: reloading it must not fetch ImageNet weights again.
-        checkpoint["hyper_parameters"]["weights"] = None
-
 
 def poly_factor(it: int, total: int, hp) -> float:
     """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``."""

@@ -51,6 +51,6 @@ def test_two_process_validation_equals_one_process(tmp_path):
     assert {"val/mIoU", "val/pixel_acc", "val/fwIoU"} <= set(names)
     for name in names:
         assert float(logged[name]) == pytest.approx(expected[name], abs=1e-6), name
-    states = read_checkpoint(best)["callbacks"].values()
+    states = read_checkpoint(out / "checkpoints" / "last.ckpt")["callbacks"].values()  # full
     score = next(s["best_model_score"] for s in states if s.get("monitor") == "val/mIoU")
     assert float(score) == pytest.approx(expected["val/mIoU"], abs=1e-6)

@@ -86,7 +86,8 @@ def test_evaluating_a_run_reproduces_the_logged_metrics_and_plots_them(trained_r
     assert rows["last.ckpt"]["mIoU"] == pytest.approx(metrics["val/mIoU"], abs=1e-6)
     assert rows["last.ckpt"]["pixel_acc"] == pytest.approx(metrics["val/pixel_acc"], abs=1e-6)
     best = next(r for name, r in rows.items() if name.startswith("best-"))
-    logged = next(iter(torch.load(best["path"], weights_only=True)["callbacks"].values()))
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # full state
+    logged = next(s for s in last["callbacks"].values() if s.get("monitor") == "val/mIoU")
     assert best["mIoU"] == pytest.approx(float(logged["best_model_score"]), abs=1e-6)
     assert (tmp_path / "mIoU_vs_step.png").stat().st_size > 0
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
@@ -144,7 +145,7 @@ def test_a_single_bad_checkpoint_or_an_empty_glob_fails_clearly(tmp_path):
     other = write_checkpoint(tmp_path / "five.ckpt", num_classes=5)
     with pytest.raises(CheckpointError, match="5 classes but the data .* has 21"):
         evaluate(eval_config(other, root, tmp_path / "out"))
-    with pytest.raises(FileNotFoundError, match="matches no checkpoint"):
+    with pytest.raises(CheckpointError, match="matches no checkpoint"):
         evaluate(eval_config(f"'{tmp_path}/nothing/*.ckpt'", root, tmp_path / "out"))
 
 

@@ -6,7 +6,7 @@ import torch
 from conftest import compose
 from test_evaluate import write_checkpoint
 
-from seg.inference import load_network
+from seg.checkpoint import load_network
 
 pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra")
 pytest.importorskip("onnxscript", reason="ONNX export needs the export extra")

@@ -1,6 +1,7 @@
 """Interrupted runs resume exactly, checkpoints survive killed writers, bad input fails early."""
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -21,8 +22,7 @@ from PIL import Image
 
 from benchmarks import memory_growth
 from evaluate import evaluate
-from seg.callbacks import AtomicCheckpointIO
-from seg.checkpoint import CheckpointError, read_checkpoint
+from seg.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from seg.data import (
     ColourMaskError,
     ImageReadError,
@@ -93,9 +93,13 @@ def checkpoints(run: Path) -> dict[str, dict]:
 
 
 def assert_same_training_state(a: dict, b: dict) -> None:
+    """Same step and weights; same optimizer momentum too where the files hold it (last.ckpt)."""
     assert a["global_step"] == b["global_step"]
     for key in a["state_dict"]:
         torch.testing.assert_close(b["state_dict"][key], a["state_dict"][key], rtol=0, atol=0)
+    assert ("optimizer_states" in a) == ("optimizer_states" in b)
+    if "optimizer_states" not in a:
+        return  # best and periodic checkpoints hold weights only
     moments = [s["momentum_buffer"] for s in a["optimizer_states"][0]["state"].values()]
     resumed = [s["momentum_buffer"] for s in b["optimizer_states"][0]["state"].values()]
     for x, y in zip(moments, resumed, strict=True):
@@ -125,13 +129,14 @@ def test_mid_epoch_resume_is_exact(tmp_path):
 KILLED_WRITER = """
 import resource, shutil, signal, sys, torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
-from seg.callbacks import AtomicCheckpointIO
+from seg.checkpoint import AtomicCheckpointIO
 
 kind, path = sys.argv[1:]
 io = AtomicCheckpointIO() if kind == "atomic" else TorchCheckpointIO()
 def checkpoint(step, size):
     weights = {"w": torch.full((size,), float(step))}
-    return {"global_step": step, "state_dict": weights, "hyper_parameters": {"arch": "fcn8s"}}
+    facts = {"arch": "fcn8s", "backbone": "tiny", "num_classes": 2}
+    return {"global_step": step, "state_dict": weights, "hyper_parameters": facts}
 def limit():  # the kernel kills this process (SIGXFSZ) when a file it writes passes 1 MB
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it by default
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
@@ -172,16 +177,27 @@ def test_the_trainer_writes_and_reads_through_the_atomic_writer(tmp_path):
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
-def test_a_nan_loss_stops_training_naming_the_step(tmp_path):
-    """lr=1e6 diverges within a few steps: stop at the first NaN loss, save nothing non-finite."""
+def test_a_diverging_run_stops_and_resumes_with_a_lower_lr(tmp_path):
+    """lr=100 explodes the weights by step 2: stop, keep last.ckpt sane, resume with lr=0.01."""
     root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
     steps = "callbacks.steps.every_n_train_steps=1"  # a checkpoint after every step
-    cfg = compose("train", [*RUN, f"data.root={root}", "model.lr=1e6", steps], tmp_path / "run")
-    with pytest.raises(FloatingPointError, match=r"loss became nan at step \d") as error:
+    common = [*RUN, f"data.root={root}", steps]
+    cfg = compose("train", [*common, "model.lr=100"], tmp_path / "run")
+    with pytest.raises(FloatingPointError, match=r"diverged: .* by step \d") as error:
         train(cfg)
-    assert "model.lr" in str(error.value) and len(str(error.value).splitlines()) == 1
-    saved = checkpoints(tmp_path / "run")
-    assert saved and all(finite(c) for c in saved.values())
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    message = str(error.value)
+    assert f"ckpt_path={last}" in message and "\n" not in message, message
+    saved = read_checkpoint(last)
+    assert max(v.abs().max() for v in saved["state_dict"].values()) < 1000  # not exploded
+    resumed = [*common, "model.lr=0.01", f"ckpt_path={last}"]
+    metrics = train(compose("train", resumed, tmp_path / "run"))
+    assert math.isfinite(metrics["val/loss"]) and read_checkpoint(last)["global_step"] == 8
+    final = read_checkpoint(last)
+    assert final["hyper_parameters"]["lr"] == 0.01  # recorded, and in effect:
+    groups = final["optimizer_states"][0]["param_groups"]
+    assert [g["initial_lr"] for g in groups] == [0.01, 0.01]
+    assert final["lr_schedulers"][0]["base_lrs"] == [0.01, 0.01]
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path):
@@ -353,8 +369,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert whole.keys() == parts.keys()
     for name in whole:
         assert_same_training_state(whole[name], parts[name])
-    final = "periodic/epoch001-step000008.ckpt"
-    assert best_score(parts[final]) == best_score(whole[final])  # val/mIoU of the same epochs
+    assert best_score(parts["last.ckpt"]) == best_score(whole["last.ckpt"])  # same val/mIoU
 
 
 def best_score(checkpoint: dict) -> float:

@@ -81,8 +81,13 @@ def test_checkpoints_round_trip_to_the_logged_metric(sample_run):
     datamodule = instantiate(cfg.data)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     (result,) = trainer.validate(module, datamodule=datamodule, verbose=False)
-    checkpoint = torch.load(best[0], weights_only=True)
-    logged = next(iter(checkpoint["callbacks"].values()))["best_model_score"]
+    # Best and periodic checkpoints hold the weights, not the optimizer: last.ckpt holds both,
+    # and the best score the `best` callback recorded.
+    checkpoint, last = (torch.load(p, weights_only=True) for p in (best[0], ckpt_dir / "last.ckpt"))
+    assert "optimizer_states" not in checkpoint and last["optimizer_states"]
+    assert best[0].stat().st_size < 0.6 * (ckpt_dir / "last.ckpt").stat().st_size  # SGD momentum
+    states = last["callbacks"].values()
+    logged = next(s["best_model_score"] for s in states if s.get("monitor") == "val/mIoU")
     assert result["val/mIoU"] == pytest.approx(float(logged), abs=1e-6)
     assert 0 <= result["val/mIoU"] <= 1 and "val/pixel_acc" in result and "val/fwIoU" in result
 

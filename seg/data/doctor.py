@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seg.cli import expected_errors
 from seg.data.sbd import SPLIT_DIR, check_disjoint, split_samples
 from seg.data.voc import (
     VOC_CLASSES,
@@ -128,6 +129,7 @@ def parse_label_map(text: str | None) -> dict[int, int]:
     return {int(raw): int(train_id) for raw, train_id in pairs}
 
 
+@expected_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", help="folder with JPEGImages/, SegmentationClass/, ImageSets/")

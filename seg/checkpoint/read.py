@@ -1,0 +1,142 @@
+"""Reading checkpoints: refuse every file that is not a train.py checkpoint, in one paragraph.
+
+Every reader (``ckpt_path``, ``init_from``, evaluation) goes through ``read_checkpoint``, which
+loads with ``weights_only=True`` (nothing in the file runs) and says what a refused file is.
+"""
+
+import logging
+import pickle
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from seg.models import build_model, load_matching_state
+
+log = logging.getLogger("seg")
+NETWORK_KEYS = ("arch", "backbone", "num_classes")
+ADVICE = "pass a .ckpt file written by train.py (they are under <run dir>/checkpoints/)"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used, with the reason and what to do."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first line, or its type when it has no message (a bare EOFError)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def load_file(path: Path, mmap: bool = False) -> object:
+    """``torch.load(path, weights_only=True)``, every failure as a ``CheckpointError``."""
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; {ADVICE}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; {ADVICE}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes): its write was interrupted or it was never "
+            f"written. Use another checkpoint of the run, e.g. last.ckpt"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        if "global" not in str(error).lower():  # not a refused class: a plain pickle, damage
+            raise CheckpointError(
+                f"checkpoint {path} could not be read: it is not a PyTorch checkpoint (a plain "
+                f"pickle or a damaged file; detail: {first_line(error)[:200]}); {ADVICE}"
+            ) from error
+        culprit = next((s for s in str(error).split("\n") if "global" in s.lower()), "")
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects that plain weights loading will not "
+            f"unpickle (loading it could run code from the file). Only use checkpoints written "
+            f"by train.py. Detail: {culprit.strip()[:200]}"
+        ) from error
+    except Exception as error:  # noqa: BLE001 - any loader failure means an unreadable file
+        raise CheckpointError(
+            f"checkpoint {path} could not be read; it is truncated or corrupt, or not a checkpoint "
+            f"(was it copied while being written?). Use another checkpoint of the run, e.g. "
+            f"last.ckpt. Detail: {type(error).__name__}: {first_line(error)[:200]}"
+        ) from error
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint of this program with ``weights_only=True``; refuse anything else.
+
+    ``mmap=True`` maps the tensors instead of reading them (a cheap look at the keys).
+    """
+    path = Path(path)
+    checkpoint = load_file(path, mmap)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint (a dict "
+            f"with state_dict and hyper_parameters); {ADVICE}"
+        )
+    state = checkpoint.get("state_dict")
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path} is not a seg checkpoint: its state_dict is missing or is not a dict of "
+            f"tensors (found {type(state).__name__}); {ADVICE}"
+        )
+    missing = [k for k in NETWORK_KEYS if not isinstance(hparams, dict) or k not in hparams]
+    if missing:
+        kind = "a Lightning checkpoint of another program" if hparams else "not a seg checkpoint"
+        raise CheckpointError(
+            f"{path} is {kind}: its hyper_parameters lack {', '.join(missing)}, so the network "
+            f"cannot be rebuilt; {ADVICE}"
+        )
+    return checkpoint
+
+
+def model_state(checkpoint: dict) -> dict[str, Tensor]:
+    """The network's tensors (``model.`` prefix removed) from a SegmentationModule checkpoint."""
+    prefix = "model."
+    state = checkpoint["state_dict"]
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_network(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild the network of a train.py checkpoint from the file alone, in eval mode.
+
+    Returns the network and the checkpoint's facts: its hyperparameters plus epoch and step.
+    """
+    checkpoint = read_checkpoint(path)
+    hparams = dict(checkpoint["hyper_parameters"])
+    try:
+        model = build_model(
+            hparams["arch"], hparams["backbone"], hparams["num_classes"], weights=None
+        )
+        model.load_state_dict(model_state(checkpoint))
+    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the network it names ({hparams.get('arch')}/"
+            f"{hparams.get('backbone')}, {hparams.get('num_classes')} classes): was it written by "
+            f"another version of this program? Detail: {first_line(error)}"
+        ) from error
+    info = {**hparams, "epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")}
+    return model.eval(), info
+
+
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``path`` whose name and shape match; print what was and was not.
+
+    Copying nothing, or only all-zero tensors, is refused: the run would silently start fresh.
+    """
+    state = model_state(read_checkpoint(path))
+    loaded, skipped = load_matching_state(model, state)
+    if not any(state[k].count_nonzero() for k in loaded):
+        raise CheckpointError(
+            f"init_from={path} gave the network nothing: {len(loaded)} tensors matched by name "
+            f"and shape and all of them are zero. Use a checkpoint of a trained network with "
+            f"the same backbone (model.backbone), or drop init_from to start from scratch"
+        )
+    log.info("init_from %s: %d tensors copied: %s", path, len(loaded), ", ".join(loaded))
+    log.info(
+        "init_from %s: %d tensors left as initialised (new or other shape): %s",
+        path,
+        len(skipped),
+        ", ".join(skipped) or "none",
+    )
+    return loaded, skipped

@@ -1,0 +1,74 @@
+"""Entry-point error plumbing: an expected error is one paragraph on stderr and exit status 2.
+
+``expected_errors`` wraps each program's ``main`` (beneath ``@hydra.main`` for the Hydra ones),
+and ``run`` calls it:
+
+    @hydra.main(version_base="1.3", config_path="configs", config_name="train")
+    @expected_errors
+    def main(cfg): ...
+
+    if __name__ == "__main__":
+        run(main)
+
+Expected errors are the user's to fix (bad data, config or checkpoint, unavailable weights, a
+diverged run); their message says what to do, so a traceback only hides it. Any other
+exception is a bug and keeps its traceback. ``HYDRA_FULL_ERROR=1`` shows the traceback of
+expected errors too. Hydra prints its own errors (an unknown config option, a malformed
+override) cleanly, before ``main`` runs, and exits with status 1; ``run`` turns that status into
+2 when ``main`` was never entered, so that every error of the user's exits with 2.
+"""
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+EXIT_EXPECTED = 2
+DEBUG_VARIABLE = "HYDRA_FULL_ERROR"
+entered = False  # set once a wrapped main starts: a later exit status 1 is not Hydra's config
+
+
+def expected_types() -> tuple[type[BaseException], ...]:
+    """The exception classes that are the user's to fix (imported late: they are heavy)."""
+    from seg.checkpoint import CheckpointError
+    from seg.config import ConfigError
+    from seg.data import DatasetError
+    from seg.models.weights import WeightsUnavailableError
+
+    # FloatingPointError: a diverged run, stopped with the checkpoint to resume from.
+    return DatasetError, CheckpointError, ConfigError, WeightsUnavailableError, FloatingPointError
+
+
+def paragraph(error: BaseException) -> str:
+    """``Name: message`` with blank lines removed, so that it reads as one paragraph."""
+    lines = [line.rstrip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: " + "\n".join(lines)
+
+
+def expected_errors(main: Callable) -> Callable:
+    """Run ``main``; print an expected error as one paragraph and exit with status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        global entered
+        entered = True
+        try:
+            return main(*args, **kwargs)
+        except expected_types() as error:
+            if os.environ.get(DEBUG_VARIABLE) == "1":
+                raise
+            sys.stdout.flush()
+            print(paragraph(error), file=sys.stderr, flush=True)
+            sys.exit(EXIT_EXPECTED)
+
+    return wrapper
+
+
+def run(main: Callable[[], object]) -> None:
+    """Call a Hydra ``main``; exit with 2 where Hydra refused the command line before ``main``."""
+    try:
+        main()
+    except SystemExit as stop:
+        if stop.code == 1 and not entered:  # Hydra's composition and override errors
+            sys.exit(EXIT_EXPECTED)
+        raise
