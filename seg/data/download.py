@@ -10,8 +10,8 @@ from pathlib import Path
 from torchvision.datasets import SBDataset, VOCSegmentation
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 
+from seg.data.errors import DatasetError
 from seg.data.sbd import SBD_LAYOUT, SPLIT_DIR
-from seg.data.voc import DatasetError
 
 VOC_URL = DATASET_YEAR_DICT["2012"]["url"]
 VOC_LAYOUT = f"JPEGImages/<id>.jpg, SegmentationClass/<id>.png and {SPLIT_DIR}/<split>.txt"
