@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
 from seg.checkpoint import CheckpointError, model_state, read_checkpoint
+from seg.data.reading import read_image as read_pixels
 from seg.models import build_model
 
 Model = Callable[[Tensor], Tensor]
@@ -104,8 +104,9 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict]:
     hparams = dict(checkpoint["hyper_parameters"])
     try:
         model = build_model(
-            hparams["arch"], hparams["backbone"], hparams["num_classes"], weights=None
-        )
+            hparams["arch"], hparams["backbone"], hparams["num_classes"], weights=None,
+            in_channels=hparams.get("in_channels", 3),
+        )  # fmt: skip
         model.load_state_dict(model_state(checkpoint))
     except (KeyError, ValueError, RuntimeError) as error:
         raise CheckpointError(
@@ -118,7 +119,10 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict]:
 
 
 def read_image(path: str | Path, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """An image file -> normalised ``(1, 3, H, W)`` float32, as the evaluation pipeline gives."""
-    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255  # (H, W, 3)
-    image = (torch.from_numpy(rgb) - torch.tensor(mean)) / torch.tensor(std)
+    """An image file -> normalised ``(1, C, H, W)`` float32, as the evaluation pipeline gives.
+
+    C = len(mean). The data pipeline's reader: same EXIF orientation and integrity rules.
+    """
+    pixels = np.asarray(read_pixels(path, len(mean)), dtype=np.float32) / 255  # (H, W, C)
+    image = (torch.from_numpy(pixels) - torch.tensor(mean)) / torch.tensor(std)
     return image.permute(2, 0, 1).unsqueeze(0).contiguous()

@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from seg.data.dataset import SegmentationDataset
-from seg.data.download import download_sbd, download_voc
+from seg.data.download import download_archive, download_sbd, download_voc
 from seg.data.encodings import MaskDecoder
-from seg.data.errors import DatasetError
+from seg.data.errors import DatasetError, RootNotFoundError
 from seg.data.layouts import Sample, check_files, check_unique, folder_samples
 from seg.data.reading import mask_palette
 from seg.data.sampler import SeededSampler
@@ -99,12 +99,13 @@ class SegmentationDataModule(pl.LightningDataModule):
         palette: list[list[int]] | None = None,
         void_colours: list[list[int]] | None = None,
         in_channels: int = 3,
+        source: str | None = None,
     ) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise DatasetError(f"data.layout={layout!r} is unknown; choose one of {LAYOUTS}")
         self.root, self.sbd_root = Path(root), sbd_root and Path(sbd_root)
-        self.layout, self.folder = layout, dict(folder or {})
+        self.layout, self.folder, self.source = layout, dict(folder or {}), source
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.class_names = [str(n) for n in class_names]
         self.num_classes, self.ignore_index = len(self.class_names), int(ignore_index)
@@ -139,8 +140,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.datasets: dict[str, SegmentationDataset] = {}
 
     def prepare_data(self) -> None:
-        """Download VOC (and SBD where a split needs it) when data.download is true."""
-        if self.download and self.layout == "voc":
+        """Download the data when data.download is true: VOC (+ SBD), or the archive at source."""
+        if self.download and self.layout == "folder" and self.source:
+            download_archive(self.source, self.root)
+        elif self.download and self.layout == "voc":
             download_voc(self.root)
             if self.sbd_root and uses_sbd(self.train_split, self.val_split, self.test_split):
                 download_sbd(self.sbd_root)
@@ -150,12 +153,24 @@ class SegmentationDataModule(pl.LightningDataModule):
         if split not in self._samples:
             self.prepare_data()
             if self.layout == "folder":
-                samples = folder_samples(self.root, split, **self.folder)
+                samples = self.folder_samples(split)
             else:
                 samples = split_samples(self.root, split, self.image_ext, self.sbd_root)
             check_unique(samples, split)
             self._samples[split] = samples
         return self._samples[split]
+
+    def folder_samples(self, split: str) -> list[Sample]:
+        """Samples of a folder-layout split; a missing root says where the data comes from."""
+        try:
+            return folder_samples(self.root, split, **self.folder)
+        except RootNotFoundError as err:
+            if self.source is None:
+                raise
+            raise RootNotFoundError(
+                f"{err}. This dataset comes from {self.source}; download: true fetches it when "
+                "that is an archive"
+            ) from None
 
     def dataset(self, split: str, train: bool = False) -> SegmentationDataset:
         """A dataset over split with the train (augmenting) or eval transform."""

@@ -92,11 +92,14 @@ def decode(path: Path, data: np.ndarray) -> np.ndarray | None:
     return image
 
 
-def fit_channels(path: Path, image: np.ndarray, channels: int) -> np.ndarray:
-    """(H, W) or (H, W, C) -> (H, W, channels): grey repeated, alpha dropped, else refused."""
+def fit_channels(path: Path, image: np.ndarray, channels: int | None) -> np.ndarray:
+    """(H, W) or (H, W, C) -> (H, W, channels): grey repeated, alpha dropped, else refused.
+
+    channels None keeps the image's own bands.
+    """
     image = image[..., None] if image.ndim == 2 else image
     have = image.shape[2]
-    if have == channels:
+    if have == channels or channels is None:
         return image
     if have == 1 and channels == 3:
         return np.repeat(image, 3, axis=2)
@@ -117,7 +120,7 @@ def to_scale(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32) * 255.0
 
 
-def read_image(path: str | Path, channels: int = 3) -> np.ndarray:
+def read_image(path: str | Path, channels: int | None = 3) -> np.ndarray:
     """An image as (H, W, channels), uint8 or float32 0..255, upright by its EXIF tag."""
     path = Path(path)
     data = read_bytes(path, "image")

@@ -58,12 +58,14 @@ def build_model(
     weights: str | None = None,
     weights_required: bool = True,
     freeze_upsampler: bool = False,
+    in_channels: int = 3,
 ) -> SegmentationModel:
     """Decoder `arch` over `backbone` with `num_classes` outputs.
 
     weights: None (random init), "imagenet" or a path to a local torchvision-format state dict of
     the backbone. weights_required=False turns "weights unavailable" into one warning line.
-    freeze_upsampler fixes the FCN's final bilinear upsampler, as in the paper.
+    freeze_upsampler fixes the FCN's final bilinear upsampler, as in the paper. in_channels is
+    the number of image bands; ImageNet weights then have their first convolution adapted.
     """
     if arch not in DECODERS:
         raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(DECODERS)}")
@@ -71,7 +73,9 @@ def build_model(
         raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    encoder = BACKBONES[backbone](weights=weights, weights_required=weights_required)
+    encoder = BACKBONES[backbone](
+        weights=weights, weights_required=weights_required, in_channels=in_channels
+    )
     decoder = DECODERS[arch](encoder.channels, num_classes, freeze_upsampler=freeze_upsampler)
     return SegmentationModel(encoder, decoder)
 
