@@ -99,7 +99,9 @@ def choose_classes(report: Report, class_names, ignore_index: int, void_colours)
             totals.values, totals.colour_masks, totals.index_masks, totals.mask_names
         )
     voids = {tuple(c) for c in void_colours or []}
-    if report.encoding == "colour":
+    if report.encoding == "colour" and report.palette:
+        count = len(report.palette)
+    elif report.encoding == "colour":
         ranked = [c for c, _ in totals.colours.most_common() if c not in voids]
         report.palette = [list(c) for c in ranked]
         count = len(ranked)
@@ -125,9 +127,13 @@ def diagnose(
     layout: dict | None = None,
     mask_encoding: str | None = None,
     void_colours: list[list[int]] | None = None,
+    palette: list[list[int]] | None = None,
 ) -> Report:
-    """Scan one split (default: every split) and collect all problems."""
-    report = Report(Path(root), list(class_names or []), encoding=mask_encoding)
+    """Scan one split (default: every split) and collect all problems.
+
+    class_names None and palette None: the classes are found in the masks.
+    """
+    report = Report(Path(root), list(class_names or []), encoding=mask_encoding, palette=palette)
     try:
         report.layout = layout or detect_layout(report.root)
     except DatasetError as err:
@@ -224,12 +230,27 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mask-pattern", default="{id}", help="e.g. {id}_gtFine_labelIds.png")
     parser.add_argument("--mask-encoding", choices=("index", "colour", "binary"))
     parser.add_argument("--void-colours", help="colours to ignore, e.g. '0,0,0;255,255,255'")
+    parser.add_argument(
+        "--colour-table",
+        help="for colour masks: a file of 'name r g b' lines, one class per line in class order "
+        "(default: one class per colour found, most frequent first)",
+    )
     parser.add_argument("--write-config", metavar="PATH", help="e.g. configs/data/mydata.yaml")
     return parser.parse_args(argv)
 
 
+def colour_table(path: str | None) -> tuple[list[str] | None, list[list[int]] | None]:
+    """Class names and colours from a file of 'name r g b' lines (names may hold spaces)."""
+    if not path:
+        return None, None
+    rows = [line.rsplit(None, 3) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [r[0] for r in rows], [[int(v) for v in r[1:]] for r in rows]
+
+
 def class_names_of(args: argparse.Namespace, layout: dict | None) -> list[str] | None:
     """Names from --class-names, root/class_names.txt, the VOC classes for VOC trees, or None."""
+    if args.colour_table:
+        return colour_table(args.colour_table)[0]
     names_file = Path(args.class_names or Path(args.root) / "class_names.txt")
     if args.class_names and not names_file.is_file():
         raise SystemExit(f"--class-names {names_file} does not exist")
@@ -248,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     report = diagnose(
         args.root, args.split, class_names_of(args, layout), args.ignore_index,
         parse_label_map(args.label_map), args.image_ext, args.sbd_root, layout,
-        args.mask_encoding, parse_colours(args.void_colours),
+        args.mask_encoding, parse_colours(args.void_colours), colour_table(args.colour_table)[1],
     )  # fmt: skip
     print(format_report(report, args.ignore_index))
     if report.problems:

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 from torchvision.datasets import SBDataset, VOCSegmentation
-from torchvision.datasets.utils import download_and_extract_archive
+from torchvision.datasets.utils import download_url, extract_archive
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 
 from seg.data.errors import DatasetError
@@ -70,8 +70,10 @@ def download_archive(url: str, root: str | Path) -> None:
             f"download it from {url} (it needs an account), unpack it so that {root} holds it, "
             "and set data.download=false"
         )
+    archive = root.parent / Path(url).name
     try:
-        download_and_extract_archive(url, root.parent, remove_finished=True)
+        download_url(url, str(root.parent))
+        extract_archive(str(archive), str(root.parent), remove_finished=True)
     except (OSError, RuntimeError, ValueError, tarfile.TarError) as err:
         raise DownloadError(
             failure(root.name, url, root, "the archive's files", "root", err)

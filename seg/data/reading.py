@@ -93,7 +93,7 @@ def decode(path: Path, data: np.ndarray) -> np.ndarray | None:
 
 
 def fit_channels(path: Path, image: np.ndarray, channels: int | None) -> np.ndarray:
-    """(H, W) or (H, W, C) -> (H, W, channels): grey repeated, alpha dropped, else refused.
+    """(H, W) or (H, W, C) -> (H, W, channels): grey repeated, PNG alpha dropped, else refused.
 
     channels None keeps the image's own bands.
     """
@@ -103,8 +103,8 @@ def fit_channels(path: Path, image: np.ndarray, channels: int | None) -> np.ndar
         return image
     if have == 1 and channels == 3:
         return np.repeat(image, 3, axis=2)
-    if have == 4 and channels == 3:
-        return image[..., :3]
+    if have == 4 and channels == 3 and path.suffix.lower() not in TIFF_TYPES:
+        return image[..., :3]  # RGBA; a TIFF's fourth band is data (e.g. near infrared)
     raise ChannelError(
         f"image {path} has {have} channels but data.in_channels={channels}; set data.in_channels"
         f" (and model.in_channels, data.mean, data.std) to {have}, or convert the image"
