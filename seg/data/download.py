@@ -71,6 +71,7 @@ def download_archive(url: str, root: str | Path) -> None:
             "and set data.download=false"
         )
     archive = root.parent / Path(url).name
+    root.parent.mkdir(parents=True, exist_ok=True)
     try:
         download_url(url, str(root.parent))
         extract_archive(str(archive), str(root.parent), remove_finished=True)
