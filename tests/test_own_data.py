@@ -253,7 +253,7 @@ def test_four_band_16_bit_tiff_trains_with_an_adapted_imagenet_first_conv(tmp_pa
     written = write_config(root, tmp_path, "fields")
     assert written["in_channels"] == 4 and len(written["mean"]) == 4
     assert written["mask_encoding"] == "index" and len(written["class_names"]) == 3
-    weights = tmp_path / "resnet18.pth"
+    weights = tmp_path / "resnet18.pth"  # a local file in torchvision's format
     torch.manual_seed(0)
     rgb = torchvision.models.resnet18().state_dict()
     torch.save(rgb, weights)
@@ -264,6 +264,25 @@ def test_four_band_16_bit_tiff_trains_with_an_adapted_imagenet_first_conv(tmp_pa
     state = read_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     assert state["hyper_parameters"]["in_channels"] == 4
     conv = state["state_dict"]["model.backbone.stages.4.0.weight"]  # (64, 4, 7, 7)
-    expected = rgb["conv1.weight"][:, [0, 1, 2, 0]] * 3 / 4  # before one small SGD step
+    expected = rgb["conv1.weight"][:, [0, 1, 2, 0]] * 3 / 4  # before two small SGD steps
     assert conv.shape == (64, 4, 7, 7)
     assert torch.allclose(conv, expected, atol=0.05) and not torch.equal(conv, expected)
+
+
+def test_first_conv_adaptation_sums_for_one_band_and_repeats_for_more():
+    from seg.models.weights import adapt_first_conv
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 2, 1))
+    rgb, bias = model[0].weight.clone(), model[0].bias.clone()
+    adapt_first_conv(model, 1)
+    assert torch.equal(model[0].weight, rgb.sum(1, keepdim=True))
+    x = torch.rand(1, 1, 6, 6)  # a grey image seen as RGB gives the same activations
+    assert torch.allclose(
+        model[0](x), torch.nn.functional.conv2d(x.expand(-1, 3, -1, -1), rgb, bias), atol=1e-6
+    )
+    model[0] = torch.nn.Conv2d(3, 8, 3)
+    model[0].weight.data.copy_(rgb)
+    adapt_first_conv(model, 5)
+    assert torch.allclose(model[0].weight, torch.cat([rgb, rgb[:, :2]], 1) * 3 / 5, atol=1e-7)
+    assert model(torch.rand(1, 5, 6, 6)).shape == (1, 2, 4, 4)

@@ -6,8 +6,8 @@ internet such as offline clusters.
 
 Images with other than 3 channels keep the pretrained first convolution by adapting it, with
 segmentation_models_pytorch's rule: for 1 channel the RGB filters are summed; for C channels the
-RGB filters are repeated cyclically (R, G, B, R, ...) and scaled by 3 / C, so that an input
-whose channels all equal one RGB image's mean gives the same first activations.
+RGB filters are repeated cyclically (R, G, B, R, ...) and scaled by 3 / C, so that the first
+activations keep the magnitude the pretrained layers after them expect.
 """
 
 import logging
