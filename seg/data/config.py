@@ -36,12 +36,12 @@ def folder_lines(report) -> list[str]:
     ]
 
 
-def config_text(report, args: Namespace, void_colours: list[list[int]] | None) -> str:
-    """The YAML text of the data config for the scanned tree."""
+def config_text(
+    report, args: Namespace, void_colours: list[list[int]] | None, argv: list[str]
+) -> str:
+    """The YAML text of the data config for the scanned tree; argv is the doctor's command."""
     root = str(report.root.resolve())
-    head = [
-        f"# Written by: python -m seg.data.doctor {args.root} --write-config {args.write_config}"
-    ]
+    head = [f"# Written by: python -m seg.data.doctor {' '.join(argv)}"]
     if report.encoding == "cityscapes":
         return "\n".join([*head, "defaults: [cityscapes, _self_]", line("root", root)]) + "\n"
     if report.root.name == "ADEChallengeData2016":

@@ -54,7 +54,7 @@ def patterns(image: Path, masks: list[Path]) -> tuple[str, str]:
             "and --mask-pattern (e.g. '{id}.jpg' and '{id}_mask.png')"
         )
     sides = image.name[len(prefix) :], mask.name[len(prefix) :]
-    plain = [s == Path(s).suffix for s in sides]  # only an extension left: any extension
+    plain = [s.startswith(".") and s.count(".") == 1 for s in sides]  # only an extension left
     return tuple("{id}" if p else "{id}" + s for p, s in zip(plain, sides, strict=True))
 
 

@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nNo config written to {args.write_config}: fix the problems above first.")
         return 1
     if args.write_config:
-        text = config_text(report, args, parse_colours(args.void_colours))
+        argv = sys.argv[1:] if argv is None else argv
+        text = config_text(report, args, parse_colours(args.void_colours), argv)
         target = Path(args.write_config)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
