@@ -286,3 +286,30 @@ def test_first_conv_adaptation_sums_for_one_band_and_repeats_for_more():
     adapt_first_conv(model, 5)
     assert torch.allclose(model[0].weight, torch.cat([rgb, rgb[:, :2]], 1) * 3 / 5, atol=1e-7)
     assert model(torch.rand(1, 5, 6, 6)).shape == (1, 2, 4, 4)
+
+
+def test_voc_tree_config_and_colour_classes_found_without_a_table(voc_root, tmp_path):
+    written = write_config(voc_root, tmp_path, "mine")
+    assert written["defaults"] == ["voc", "_self_"] and written["root"] == str(voc_root)
+    assert written["class_names"][:2] == ["background", "aeroplane"]
+    assert written["mask_encoding"] == "index" and written["batch_size"] == 6
+    cfg, _ = configs(tmp_path, "mine")
+    assert len(decoded(cfg, "train")) == 6 and len(decoded(cfg, "val")) == 3
+
+    root = tmp_path / "painted"
+    colours = [(200, 0, 0), (0, 0, 200), (0, 200, 0)]  # 3, 2 and 1 columns of 4
+    for sub in ("images", "masks"):
+        (root / sub).mkdir(parents=True)
+    for i in range(5):
+        mask = np.zeros((4, 6, 3), np.uint8)
+        for column, colour in zip(range(6), [0, 0, 0, 1, 1, 2], strict=True):
+            mask[:, column] = colours[colour]
+        Image.fromarray(mask).save(root / "masks" / f"{i}.png")
+        Image.fromarray(np.full((4, 6, 3), 9, np.uint8)).save(root / "images" / f"{i}.png")
+    written = write_config(root, tmp_path, "painted")
+    assert written["palette"] == [list(c) for c in colours]  # most frequent first
+    assert written["class_names"] == ["class_0", "class_1", "class_2"]
+    assert written["folder"]["val_fraction"] == 0.2 and written["batch_size"] == 4
+    cfg, _ = configs(tmp_path, "painted")
+    for mask in decoded(cfg, "train").values():
+        assert mask.tolist() == [[0, 0, 0, 1, 1, 2]] * 4

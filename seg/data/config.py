@@ -60,7 +60,9 @@ def config_text(
     mean, std = report.totals.mean_std(bands)
     rows += [MEASURED + " on these images:", line("in_channels", bands)]
     rows += [line("mean", mean), line("std", std)]
+    every = report.splits.get("all")  # a seeded 80/20 division of every pair
     train = report.splits.get("train") or report.splits.get("training")
+    train = train if every is None else every - max(1, round(0.2 * every))
     if train is not None and train < 8:
         rows.append(line("batch_size", max(1, train)))
     return "\n".join(rows) + "\n"

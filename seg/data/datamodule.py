@@ -117,6 +117,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         )  # fmt: skip
         self.image_ext, self.download, self.in_channels = image_ext, download, int(in_channels)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        if min(self.std) <= 0:
+            raise DatasetError(f"data.std={list(self.std)} must hold positive numbers")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
             raise DatasetError(
                 f"data.mean and data.std need one value per channel (data.in_channels="

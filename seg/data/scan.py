@@ -122,4 +122,6 @@ class Totals:
         (sums, squares), n = self.sums[bands][0], max(self.sums[bands][1], 1)
         mean = sums / n
         std = np.sqrt(np.maximum(squares / n - mean**2, 1e-12))
-        return [round(float(m), 4) for m in mean], [round(float(s), 4) for s in std]
+        return [round(float(m), 4) for m in mean], [
+            max(round(float(s), 4), 1e-3) for s in std
+        ]  # flat images: no 0
