@@ -122,6 +122,9 @@ def diagnose(
     class_names None and palette None: the classes are found in the masks.
     """
     report = Report(Path(root), list(class_names or []), encoding=mask_encoding, palette=palette)
+    if not report.root.is_dir():
+        report.problems.append(f"dataset root {root} does not exist")
+        return report
     try:
         report.layout = layout or detect_layout(report.root)
     except DatasetError as err:

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from seg.data.config import config_text
+from seg.data.detect import folder_keys
 from seg.data.diagnosis import Report, diagnose
+from seg.data.errors import DatasetError
 from seg.data.voc import VOC_CLASSES
 
 
@@ -89,8 +91,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sbd-root", help="SBD folder, for the trainaug/sbd_train/sbd_val splits")
     parser.add_argument("--image-dir", help="image folder under root (default: detected)")
     parser.add_argument("--mask-dir", help="mask folder under root (default: detected)")
-    parser.add_argument("--image-pattern", default="{id}", help="e.g. {id}_leftImg8bit.png")
-    parser.add_argument("--mask-pattern", default="{id}", help="e.g. {id}_gtFine_labelIds.png")
+    parser.add_argument("--image-pattern", help="e.g. {id}_leftImg8bit.png (default: detected)")
+    parser.add_argument("--mask-pattern", help="e.g. {id}_gtFine_labelIds.png (default: detected)")
     parser.add_argument("--mask-encoding", choices=("index", "colour", "binary"))
     parser.add_argument("--void-colours", help="colours to ignore, e.g. '0,0,0;255,255,255'")
     parser.add_argument(
@@ -123,12 +125,29 @@ def class_names_of(args: argparse.Namespace, layout: dict | None) -> list[str] |
     return list(VOC_CLASSES) if voc else None
 
 
+def given_layout(args: argparse.Namespace) -> dict | None:
+    """The folder layout of --image-dir/--mask-dir; patterns and splits detected unless given."""
+    if not (args.image_dir or args.mask_dir):
+        return None
+    if not (args.image_dir and args.mask_dir):
+        raise SystemExit("--image-dir and --mask-dir go together: give both")
+    images, masks = Path(args.root) / args.image_dir, Path(args.root) / args.mask_dir
+    try:
+        found = folder_keys(images, masks)
+    except DatasetError:  # reported by the scan, with the patterns given or {id}
+        found = {"image_pattern": "{id}", "mask_pattern": "{id}", "splits": []}
+    return found | {
+        "layout": "folder",
+        "image_dir": args.image_dir,
+        "mask_dir": args.mask_dir,
+        "image_pattern": args.image_pattern or found["image_pattern"],
+        "mask_pattern": args.mask_pattern or found["mask_pattern"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    layout = None
-    if args.image_dir or args.mask_dir:
-        keys = ("image_dir", "mask_dir", "image_pattern", "mask_pattern")
-        layout = {"layout": "folder", "splits": [], **{k: getattr(args, k) for k in keys}}
+    layout = given_layout(args)
     report = diagnose(
         args.root, args.split, class_names_of(args, layout), args.ignore_index,
         parse_label_map(args.label_map), args.image_ext, args.sbd_root, layout,
