@@ -141,6 +141,11 @@ def test_missing_cityscapes_names_where_to_get_it(tmp_path):
 
     with pytest.raises(RootNotFoundError, match="comes from https://www.cityscapes-dataset.com"):
         instantiate(cfg.data).samples("train")
+    from seg.data import DownloadError
+
+    fetching = instantiate(cfg.data, download=True)
+    with pytest.raises(DownloadError, match="download it from https://www.cityscapes-dataset"):
+        fetching.prepare_data()  # an account is needed: no automatic download
 
 
 def write_ade20k(root: Path) -> dict[str, np.ndarray]:

@@ -4,8 +4,8 @@ build_model(arch, backbone, num_classes, weights=...) picks a decoder from DECOD
 (fcn32s fcn16s fcn8s unet) and a backbone from BACKBONES (vgg16 resnet18 resnet34 resnet50
 resnet101 mobilenet_v3_large unet tiny).
 
-Contracts: a backbone maps images (N, 3, H, W) to dict[stride, Tensor] and has a `channels`
-attribute (see backbones.py); a decoder is built as `decoder(in_channels: dict[int, int],
+Contracts: a backbone maps images (N, C, H, W) (C = in_channels, 3 for RGB) to
+dict[stride, Tensor] and has a `channels` attribute (see backbones.py); a decoder is built as `decoder(in_channels: dict[int, int],
 num_classes, freeze_upsampler=False)` and maps that dict to logits (N, num_classes, H, W) for
 H, W multiples of 32; SegmentationModel pads and crops so any H, W works.
 """
@@ -31,7 +31,7 @@ MULTIPLE = 32  # the coarsest stride: inputs are padded to a multiple of it
 
 
 class SegmentationModel(nn.Module):
-    """Images (N, 3, H, W) -> logits (N, num_classes, H, W) for any H, W.
+    """Images (N, C, H, W) -> logits (N, num_classes, H, W) for any H, W.
 
     The input is zero-padded (the ImageNet mean after normalisation) at the bottom and right to a
     multiple of 32, so every stride divides it exactly, and the logits are cropped back.
