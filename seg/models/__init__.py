@@ -6,8 +6,9 @@ resnet101 mobilenet_v3_large unet tiny).
 
 Contracts: a backbone maps images (N, C, H, W) (C = in_channels, 3 for RGB) to
 dict[stride, Tensor] and has a `channels` attribute (see backbones.py); a decoder is built as
-`decoder(in_channels: dict[int, int], num_classes, freeze_upsampler=False)` and maps that dict to logits (N, num_classes, H, W) for
-H, W multiples of 32; SegmentationModel pads and crops so any H, W works.
+`decoder(in_channels: dict[int, int], num_classes, freeze_upsampler=False)` and maps that dict
+to logits (N, num_classes, H, W) for H, W multiples of 32; SegmentationModel pads and crops so
+any H, W works.
 """
 
 from collections.abc import Callable
