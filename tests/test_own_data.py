@@ -318,3 +318,19 @@ def test_voc_tree_config_and_colour_classes_found_without_a_table(voc_root, tmp_
     cfg, _ = configs(tmp_path, "painted")
     for mask in decoded(cfg, "train").values():
         assert mask.tolist() == [[0, 0, 0, 1, 1, 2]] * 4
+
+
+def test_list_file_splits_in_a_folder_layout(tmp_path):
+    from seg.data import MissingFileError, SegmentationDataModule
+
+    root = tmp_path / "tree"
+    write_binary(root, 1, count=5)
+    (root / "train.txt").write_text("img03\nimg00\nimg01\n")
+    (root / "val.txt").write_text("img04\nimg09\n")
+    folder = {"mask_pattern": "{id}_mask.png"}
+    dm = SegmentationDataModule(str(root), "train.txt", "val.txt", class_names=["bg", "fg"],
+                                layout="folder", folder=folder, mask_encoding="binary")  # fmt: skip
+    assert [s.id for s in dm.samples("train.txt")] == ["img03", "img00", "img01"]
+    assert dm.samples("train.txt")[0].mask == root / "masks" / "img03_mask.png"
+    with pytest.raises(MissingFileError, match=r"val.txt lists 1 ids without an image/mask pair"):
+        dm.samples("val.txt")
