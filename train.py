@@ -43,6 +43,12 @@ def class_weights(setting, datamodule) -> list[float] | None:
 
 def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
     """The LightningModule from cfg.model plus what only the data knows."""
+    in_channels = cfg.model.get("in_channels", 3)
+    if in_channels != getattr(datamodule, "in_channels", 3):
+        raise ValueError(
+            f"model.in_channels={in_channels} but data.in_channels={datamodule.in_channels}; the "
+            "network must read as many bands as the images have: set both to the same number"
+        )
     try:
         return instantiate(
             cfg.model,

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
+
+from seg.data.reading import read_image as read_pixels
 
 Model = Callable[[Tensor], Tensor]
 
@@ -93,7 +94,10 @@ def infer(
 
 
 def read_image(path: str | Path, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """An image file -> normalised ``(1, 3, H, W)`` float32, as the evaluation pipeline gives."""
-    rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255  # (H, W, 3)
-    image = (torch.from_numpy(rgb) - torch.tensor(mean)) / torch.tensor(std)
+    """An image file -> normalised ``(1, C, H, W)`` float32, as the evaluation pipeline gives.
+
+    C = len(mean). The data pipeline's reader: same EXIF orientation and integrity rules.
+    """
+    pixels = np.asarray(read_pixels(path, len(mean)), dtype=np.float32) / 255  # (H, W, C)
+    image = (torch.from_numpy(pixels) - torch.tensor(mean)) / torch.tensor(std)
     return image.permute(2, 0, 1).unsqueeze(0).contiguous()

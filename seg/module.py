@@ -62,6 +62,7 @@ class SegmentationModule(pl.LightningModule):
         compile: bool = False,
         eval_scale: float = 1.0,
         num_vis_images: int = 4,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -83,7 +84,7 @@ class SegmentationModule(pl.LightningModule):
             [(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)
         ]
         self.model = build_model(
-            arch, backbone, num_classes, weights, weights_required, freeze_upsampler
+            arch, backbone, num_classes, weights, weights_required, freeze_upsampler, in_channels
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)

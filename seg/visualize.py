@@ -19,10 +19,11 @@ def colourise(
 
 
 def denormalise(image: Tensor, mean: list[float], std: list[float]) -> np.ndarray:
-    """A normalised ``(3, H, W)`` tensor -> RGB ``(H, W, 3)`` uint8."""
-    mean_t = torch.tensor(mean, device=image.device).view(3, 1, 1)
-    std_t = torch.tensor(std, device=image.device).view(3, 1, 1)
+    """A normalised ``(C, H, W)`` tensor -> RGB ``(H, W, 3)`` uint8 (bands 1-3, or grey)."""
+    mean_t = torch.tensor(mean, device=image.device).view(-1, 1, 1)
+    std_t = torch.tensor(std, device=image.device).view(-1, 1, 1)
     rgb = (image.float() * std_t + mean_t).clamp(0, 1) * 255
+    rgb = rgb[:3] if rgb.shape[0] >= 3 else rgb[:1].expand(3, -1, -1)
     return rgb.round().byte().permute(1, 2, 0).cpu().numpy()
 
 

@@ -106,7 +106,11 @@ def load_network(path: str | Path) -> tuple[nn.Module, dict]:
     hparams = dict(checkpoint["hyper_parameters"])
     try:
         model = build_model(
-            hparams["arch"], hparams["backbone"], hparams["num_classes"], weights=None
+            hparams["arch"],
+            hparams["backbone"],
+            hparams["num_classes"],
+            weights=None,
+            in_channels=hparams.get("in_channels", 3),
         )
         model.load_state_dict(model_state(checkpoint))
     except (KeyError, ValueError, RuntimeError, TypeError) as error:

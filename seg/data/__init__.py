@@ -1,245 +1,53 @@
-"""VOCDataModule: any VOC-layout dataset (VOC2012, trainaug, seg11valid, CamVid) by config.
+"""Segmentation data: layouts, mask encodings, reading, transforms and the datamodule.
 
-The datamodule picks its own samplers (the trainer runs with ``use_distributed_sampler=False``):
-training through ``SeededSampler`` (order and augmentations are functions of seed and epoch,
-sharded under DDP); sequential evaluation, unpadded under DDP so that each image counts exactly
-once. Training uses torchdata's ``StatefulDataLoader`` so that a mid-epoch checkpoint resumes the
-same batches and augmentations.
+This package only re-exports; each concern has its own module (see their docstrings):
+reading.py (files -> arrays), encodings.py (mask values -> train ids), layouts.py and sbd.py
+(which files form a split), dataset.py, transforms.py, datamodule.py, doctor.py.
 """
 
-import os
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from pathlib import Path
-
-import cv2
-import numpy as np
-import pytorch_lightning as pl
-import torch
-import torch.distributed as dist
-from lightning_fabric.utilities.seed import pl_worker_init_function
-from PIL import Image
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
-from torchdata.stateful_dataloader import StatefulDataLoader
-
-from seg.data.download import DownloadError, download_sbd, download_voc
-from seg.data.sampler import SeededSampler
-from seg.data.sbd import check_disjoint, split_samples, uses_sbd
-from seg.data.transforms import eval_transform, pad_collate, train_transform
-from seg.data.voc import (
-    VOC_CLASSES,
+from seg.data.datamodule import SegmentationDataModule, worker_init, world
+from seg.data.dataset import SegmentationDataset
+from seg.data.download import DownloadError
+from seg.data.errors import (
+    ChannelError,
     ColourMaskError,
     DatasetError,
+    DuplicateIdError,
     ImageReadError,
     LabelRangeError,
     MaskSizeError,
     MissingFileError,
     RootNotFoundError,
-    Sample,
     SplitError,
     SplitOverlapError,
-    VOCSegmentationDataset,
-    check_files,
-    label_lut,
-    voc_colormap,
+    UnknownColourError,
 )
+from seg.data.voc import VOC_CLASSES, voc_colormap
 
-# torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
-warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
-
-
-def worker_init(worker_id: int) -> None:
-    """No OpenCV/torch threads per worker; Lightning's per-worker seeding."""
-    cv2.setNumThreads(0)  # workers are the parallelism: avoid workers x cores threads
-    torch.set_num_threads(1)
-    pl_worker_init_function(worker_id)  # keeps seed_everything(workers=True) reproducible
-
-
-def world() -> tuple[int, int]:
-    """(world size, rank) of the initialised process group, else (1, 0)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-class VOCDataModule(pl.LightningDataModule):
-    """Loaders over a VOC-layout tree, plus class names, palette and statistics for the module."""
-
-    def __init__(
-        self,
-        root: str,
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str | None = None,
-        class_names: list[str] = VOC_CLASSES,
-        ignore_index: int = 255,
-        label_map: dict[int, int] | None = None,
-        image_ext: str = ".jpg",
-        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
-        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
-        base_size: int | None = None,
-        crop_size: int | list[int] = 320,
-        scale_range: tuple[float, float] = (0.5, 2.0),
-        hflip: bool = True,
-        color_jitter: float = 0.0,
-        batch_size: int = 8,
-        val_batch_size: int = 1,
-        num_workers: int = 2,
-        persistent_workers: bool = True,
-        pin_memory: bool | None = None,
-        download: bool = False,
-        sbd_root: str | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.root, self.sbd_root = Path(root), sbd_root and Path(sbd_root)
-        self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
-        self.class_names = [str(n) for n in class_names]
-        self.num_classes, self.ignore_index = len(self.class_names), int(ignore_index)
-        self.label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
-        label_lut(self.num_classes, self.ignore_index, self.label_map)  # validates early
-        self.image_ext, self.download = image_ext, download
-        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        crop = [crop_size] * 2 if isinstance(crop_size, int) else list(crop_size)
-        self.augment = dict(
-            crop_size=(int(crop[0]), int(crop[-1])),
-            base_size=base_size,
-            scale_range=(float(scale_range[0]), float(scale_range[1])),
-            hflip=hflip,
-            color_jitter=float(color_jitter),
-        )
-        self.batch_size, self.val_batch_size = batch_size, val_batch_size
-        self.num_workers, self.persistent_workers = num_workers, persistent_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
-        self._samples: dict[str, list[Sample]] = {}
-        self._frequencies: dict[str, list[float]] = {}
-        self.datasets: dict[str, VOCSegmentationDataset] = {}
-
-    def prepare_data(self) -> None:
-        """Download VOC (and SBD where a split needs it) when data.download is true."""
-        if self.download:
-            download_voc(self.root)
-            if self.sbd_root and uses_sbd(self.train_split, self.val_split, self.test_split):
-                download_sbd(self.sbd_root)
-
-    def samples(self, split: str) -> list[Sample]:
-        """The (cached) samples of a split name."""
-        if split not in self._samples:
-            self.prepare_data()
-            self._samples[split] = split_samples(self.root, split, self.image_ext, self.sbd_root)
-        return self._samples[split]
-
-    def dataset(self, split: str, train: bool = False) -> VOCSegmentationDataset:
-        """A dataset over split with the train (augmenting) or eval transform."""
-        aug = dict(mean=self.mean, std=self.std, ignore_index=self.ignore_index, **self.augment)
-        transform = train_transform(**aug) if train else eval_transform(self.mean, self.std)
-        samples = self.samples(split)
-        check_files(samples)
-        return VOCSegmentationDataset(
-            samples, self.num_classes, self.ignore_index, self.label_map, transform
-        )
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", None):
-            self.datasets["train"] = self.dataset(self.train_split, train=True)
-            for split in (self.val_split, self.test_split):
-                if split is not None:
-                    names = f"train_split={self.train_split!r} and {split!r}"
-                    check_disjoint(self.samples(self.train_split), self.samples(split), names)
-        if stage in ("fit", "validate", None):
-            self.datasets["val"] = self.dataset(self.val_split)
-        if stage in ("test", None) and self.test_split is not None:
-            self.datasets["test"] = self.dataset(self.test_split)
-
-    def loader_options(self) -> dict:
-        workers = self.num_workers
-        return dict(
-            num_workers=workers,
-            persistent_workers=self.persistent_workers and workers > 0,
-            pin_memory=self.pin_memory,
-            worker_init_fn=worker_init if workers > 0 else None,
-        )
-
-    def train_dataloader(self) -> StatefulDataLoader:
-        dataset = self.datasets["train"]
-        size, rank = world()
-        if len(dataset) < self.batch_size * size:
-            raise DatasetError(
-                f"train_split={self.train_split!r} has {len(dataset)} images, fewer than one "
-                f"batch (batch_size={self.batch_size} x {size} processes); lower data.batch_size"
-            )
-        return StatefulDataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=SeededSampler(dataset, size, rank, shuffle=True, seed=self.seed),
-            drop_last=True,
-            **self.loader_options(),
-        )
-
-    def eval_dataloader(self, name: str) -> DataLoader:
-        """Sequential, at native size; padded collate for batches of different sizes."""
-        if name not in self.datasets:
-            raise DatasetError(f"no {name} split: set data.{name}_split (e.g. 'val')")
-        dataset, (size, rank) = self.datasets[name], world()
-        # Lightning's unpadded sampler: ranks may differ by one batch, each image counts once
-        sampler = (
-            UnrepeatedDistributedSampler(dataset, size, rank, shuffle=False) if size > 1 else None
-        )
-        return DataLoader(
-            dataset,
-            batch_size=self.val_batch_size,
-            sampler=sampler,
-            collate_fn=partial(pad_collate, ignore_index=self.ignore_index),
-            **self.loader_options(),
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("test")
-
-    def class_frequencies(self, split: str | None = None) -> list[float]:
-        """Pixel fraction per class over a split (default: the train split), ignore excluded."""
-        split = split or self.train_split
-        if split not in self._frequencies:
-            dataset = self.dataset(split)
-            counts = np.zeros(256, np.int64)
-            with ThreadPoolExecutor(max(1, self.num_workers)) as pool:  # decoding frees the GIL
-                for mask in pool.map(dataset.load_mask, range(len(dataset))):
-                    counts += np.bincount(mask.ravel(), minlength=256)
-            total = max(int(counts[: self.num_classes].sum()), 1)
-            self._frequencies[split] = [float(c / total) for c in counts[: self.num_classes]]
-        return self._frequencies[split]
-
-    @property
-    def palette(self) -> list[list[int]]:
-        """RGB per class: the masks' own PNG palette if they have one, else the VOC colour map."""
-        colours = voc_colormap()
-        mask = self.samples(self.train_split)[0].mask
-        if mask.suffix == ".png" and mask.is_file():
-            with Image.open(mask) as png:
-                flat = png.getpalette() if png.mode == "P" else None
-            own = [flat[i : i + 3] for i in range(0, len(flat or []), 3)]
-            colours = own + colours[len(own) :]
-        return colours[: self.num_classes]
-
+# The names the VOC configs and existing callers use for the same classes.
+VOCDataModule = SegmentationDataModule
+VOCSegmentationDataset = SegmentationDataset
 
 __all__ = [
     "VOC_CLASSES",
+    "ChannelError",
     "ColourMaskError",
     "DatasetError",
     "DownloadError",
+    "DuplicateIdError",
     "ImageReadError",
     "LabelRangeError",
     "MaskSizeError",
     "MissingFileError",
     "RootNotFoundError",
+    "SegmentationDataModule",
+    "SegmentationDataset",
     "SplitError",
     "SplitOverlapError",
+    "UnknownColourError",
     "VOCDataModule",
     "VOCSegmentationDataset",
+    "voc_colormap",
+    "worker_init",
+    "world",
 ]

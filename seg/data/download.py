@@ -8,10 +8,11 @@ import tarfile
 from pathlib import Path
 
 from torchvision.datasets import SBDataset, VOCSegmentation
+from torchvision.datasets.utils import download_url, extract_archive
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 
+from seg.data.errors import DatasetError
 from seg.data.sbd import SBD_LAYOUT, SPLIT_DIR
-from seg.data.voc import DatasetError
 
 VOC_URL = DATASET_YEAR_DICT["2012"]["url"]
 VOC_LAYOUT = f"JPEGImages/<id>.jpg, SegmentationClass/<id>.png and {SPLIT_DIR}/<split>.txt"
@@ -52,6 +53,36 @@ def download_sbd(sbd_root: str | Path) -> None:
         raise DownloadError(
             failure("SBD", SBDataset.url, sbd_root, SBD_LAYOUT, "sbd_root", err)
         ) from err
+
+
+def download_archive(url: str, root: str | Path) -> None:
+    """Fetch and unpack an archive whose top folder is root's name (ADE20K's zip); no-op if there.
+
+    A ``url`` that is not an archive is a page to fetch the data from by hand (Cityscapes needs an
+    account): refused with that page in the message.
+    """
+    root = Path(root)
+    if root.is_dir():
+        return
+    if not url.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+        raise DownloadError(
+            f"data.root={root} does not exist and this dataset cannot be fetched automatically: "
+            f"download it from {url} (it needs an account), unpack it so that {root} holds it, "
+            "and set data.download=false"
+        )
+    archive = root.parent / Path(url).name
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url(url, str(root.parent))
+        extract_archive(str(archive), str(root.parent), remove_finished=True)
+    except (OSError, RuntimeError, ValueError, tarfile.TarError) as err:
+        raise DownloadError(
+            failure(root.name, url, root, "the archive's files", "root", err)
+        ) from err
+    if not root.is_dir():
+        raise DownloadError(
+            f"the archive {url} did not unpack into {root}; point data.root at the folder it made"
+        )
 
 
 def failure(name: str, url: str, root: Path, layout: str, key: str, err: Exception) -> str:

@@ -3,7 +3,9 @@
 Train: random scale (of a base size, or of the native size), pad to the crop with image 0 and
 mask ``ignore_index``, random crop, optional horizontal flip and colour jitter, normalise.
 Eval: normalise only, at native resolution. Masks are only ever resized with nearest neighbour.
-Both return ``image`` float32 ``(3, H, W)`` and ``mask`` uint8 ``(H, W)`` tensors.
+Both return ``image`` float32 ``(C, H, W)`` and ``mask`` uint8 ``(H, W)`` tensors. Images may be
+uint8 or float32 on the 0..255 scale (see reading.py) with any number of channels C (one mean
+and std each); colour jitter needs 3 channels.
 """
 
 import albumentations as A
@@ -40,8 +42,8 @@ def train_transform(
     scale_range: tuple[float, float] = (0.5, 2.0),
     hflip: bool = True,
     color_jitter: float = 0.0,
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
     ignore_index: int = 255,
 ) -> A.Compose:
     """Scale, pad (image 0, mask ignore_index), crop to (h, w), flip, jitter, normalise."""
@@ -62,6 +64,11 @@ def train_transform(
     if hflip:
         steps.append(A.HorizontalFlip(p=0.5))
     if color_jitter > 0:
+        if len(mean) != 3:
+            raise ValueError(
+                f"data.color_jitter={color_jitter} works on RGB images, but the data has "
+                f"{len(mean)} channels; set data.color_jitter=0"
+            )
         j = color_jitter
         steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=1.0))
     steps += [A.Normalize(mean=mean, std=std), ToTensorV2()]
@@ -69,8 +76,8 @@ def train_transform(
 
 
 def eval_transform(
-    mean: tuple[float, float, float] = IMAGENET_MEAN,
-    std: tuple[float, float, float] = IMAGENET_STD,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
 ) -> A.Compose:
     """Normalise only: evaluation runs at native resolution."""
     return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
@@ -83,7 +90,8 @@ def pad_collate(batch: list[dict], ignore_index: int = 255) -> dict:
     """
     height = max(s["image"].shape[1] for s in batch)
     width = max(s["image"].shape[2] for s in batch)
-    images = torch.zeros(len(batch), 3, height, width, dtype=batch[0]["image"].dtype)
+    channels = batch[0]["image"].shape[0]
+    images = torch.zeros(len(batch), channels, height, width, dtype=batch[0]["image"].dtype)
     masks = torch.full((len(batch), height, width), ignore_index, dtype=batch[0]["mask"].dtype)
     for i, sample in enumerate(batch):
         _, h, w = sample["image"].shape

@@ -4,10 +4,11 @@ build_model(arch, backbone, num_classes, weights=...) picks a decoder from DECOD
 (fcn32s fcn16s fcn8s unet) and a backbone from BACKBONES (vgg16 resnet18 resnet34 resnet50
 resnet101 mobilenet_v3_large unet tiny).
 
-Contracts: a backbone maps images (N, 3, H, W) to dict[stride, Tensor] and has a `channels`
-attribute (see backbones.py); a decoder is built as `decoder(in_channels: dict[int, int],
-num_classes, freeze_upsampler=False)` and maps that dict to logits (N, num_classes, H, W) for
-H, W multiples of 32; SegmentationModel pads and crops so any H, W works.
+Contracts: a backbone maps images (N, C, H, W) (C = in_channels, 3 for RGB) to
+dict[stride, Tensor] and has a `channels` attribute (see backbones.py); a decoder is built as
+`decoder(in_channels: dict[int, int], num_classes, freeze_upsampler=False)` and maps that dict
+to logits (N, num_classes, H, W) for H, W multiples of 32; SegmentationModel pads and crops so
+any H, W works.
 """
 
 from collections.abc import Callable
@@ -31,7 +32,7 @@ MULTIPLE = 32  # the coarsest stride: inputs are padded to a multiple of it
 
 
 class SegmentationModel(nn.Module):
-    """Images (N, 3, H, W) -> logits (N, num_classes, H, W) for any H, W.
+    """Images (N, C, H, W) -> logits (N, num_classes, H, W) for any H, W.
 
     The input is zero-padded (the ImageNet mean after normalisation) at the bottom and right to a
     multiple of 32, so every stride divides it exactly, and the logits are cropped back.
@@ -58,12 +59,14 @@ def build_model(
     weights: str | None = None,
     weights_required: bool = True,
     freeze_upsampler: bool = False,
+    in_channels: int = 3,
 ) -> SegmentationModel:
     """Decoder `arch` over `backbone` with `num_classes` outputs.
 
     weights: None (random init), "imagenet" or a path to a local torchvision-format state dict of
     the backbone. weights_required=False turns "weights unavailable" into one warning line.
-    freeze_upsampler fixes the FCN's final bilinear upsampler, as in the paper.
+    freeze_upsampler fixes the FCN's final bilinear upsampler, as in the paper. in_channels is
+    the number of image bands; ImageNet weights then have their first convolution adapted.
     """
     if arch not in DECODERS:
         raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(DECODERS)}")
@@ -71,7 +74,9 @@ def build_model(
         raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-    encoder = BACKBONES[backbone](weights=weights, weights_required=weights_required)
+    encoder = BACKBONES[backbone](
+        weights=weights, weights_required=weights_required, in_channels=in_channels
+    )
     decoder = DECODERS[arch](encoder.channels, num_classes, freeze_upsampler=freeze_upsampler)
     return SegmentationModel(encoder, decoder)
 

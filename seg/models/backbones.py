@@ -1,19 +1,21 @@
 """Backbones: an image batch in, a dict of features keyed by output stride out.
 
-Contract: `forward(images (N, 3, H, W)) -> dict[int, Tensor]`, feature s of shape
-(N, channels[s], H/s, W/s) for H, W multiples of 32, and a `channels: dict[int, int]` attribute.
+Contract: `forward(images (N, C, H, W)) -> dict[int, Tensor]` (C = in_channels, 3 for RGB),
+feature s of shape (N, channels[s], H/s, W/s) for H, W multiples of 32, and a
+`channels: dict[int, int]` attribute.
 Strides: vgg16 2-32 (pool1-pool4, then fc7), resnets 4-32, mobilenet_v3_large 2-32,
 unet 1-16 (the original U-Net encoder), tiny 2-32.
 
-Every builder takes `weights` (None, "imagenet" or a local state dict path, see weights.py) and
-`weights_required`.
+Every builder takes `weights` (None, "imagenet" or a local state dict path, see weights.py),
+`weights_required` and `in_channels`; torchvision backbones adapt their pretrained first
+convolution to `in_channels` (see weights.adapt_first_conv).
 """
 
 import torchvision
 from torch import Tensor, nn
 
 from .layers import conv_bn_relu, double_conv, linear_to_conv
-from .weights import load_weights
+from .weights import adapt_first_conv, load_weights
 
 
 class Backbone(nn.Module):
@@ -86,8 +88,8 @@ class UNetEncoder(Backbone):
     first: strides 1, 2, 4, 8, 16.
     """
 
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 1024)):
-        stages, channels, c = {}, {}, 3
+    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 1024), in_channels: int = 3):
+        stages, channels, c = {}, {}, in_channels
         for i, width in enumerate(widths):
             block = double_conv(c, width)
             stages[2**i] = nn.Sequential(nn.MaxPool2d(2), block) if i else block
@@ -98,58 +100,75 @@ class UNetEncoder(Backbone):
 class TinyBackbone(Backbone):
     """Five strided 3x3 conv + BN + ReLU layers (strides 2-32): for fast tests."""
 
-    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48, 64)):
-        stages, channels, c = {}, {}, 3
+    def __init__(self, widths: tuple[int, ...] = (16, 24, 32, 48, 64), in_channels: int = 3):
+        stages, channels, c = {}, {}, in_channels
         for i, width in enumerate(widths):
             stages[2 ** (i + 1)] = conv_bn_relu(c, width, stride=2)
             channels[2 ** (i + 1)], c = width, width
         super().__init__(stages, channels)
 
 
-def torchvision_model(name: str, weights: str | None, weights_required: bool) -> nn.Module:
-    """torchvision model `name` with random init, then `weights` loaded into it."""
+def torchvision_model(
+    name: str, weights: str | None, weights_required: bool, in_channels: int = 3
+) -> nn.Module:
+    """torchvision model `name` with random init, `weights` loaded, first conv adapted."""
     model = torchvision.models.get_model(name, weights=None)
     load_weights(model, name, weights, weights_required)
+    adapt_first_conv(model, in_channels)
     return model
 
 
-def vgg16(weights: str | None = None, weights_required: bool = True) -> VGG16Backbone:
-    return VGG16Backbone(torchvision_model("vgg16", weights, weights_required))
+def vgg16(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> VGG16Backbone:
+    return VGG16Backbone(torchvision_model("vgg16", weights, weights_required, in_channels))
 
 
-def resnet18(weights: str | None = None, weights_required: bool = True) -> ResNetBackbone:
-    return ResNetBackbone(torchvision_model("resnet18", weights, weights_required))
+def resnet18(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> ResNetBackbone:
+    return ResNetBackbone(torchvision_model("resnet18", weights, weights_required, in_channels))
 
 
-def resnet34(weights: str | None = None, weights_required: bool = True) -> ResNetBackbone:
-    return ResNetBackbone(torchvision_model("resnet34", weights, weights_required))
+def resnet34(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> ResNetBackbone:
+    return ResNetBackbone(torchvision_model("resnet34", weights, weights_required, in_channels))
 
 
-def resnet50(weights: str | None = None, weights_required: bool = True) -> ResNetBackbone:
-    return ResNetBackbone(torchvision_model("resnet50", weights, weights_required))
+def resnet50(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> ResNetBackbone:
+    return ResNetBackbone(torchvision_model("resnet50", weights, weights_required, in_channels))
 
 
-def resnet101(weights: str | None = None, weights_required: bool = True) -> ResNetBackbone:
-    return ResNetBackbone(torchvision_model("resnet101", weights, weights_required))
+def resnet101(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> ResNetBackbone:
+    return ResNetBackbone(torchvision_model("resnet101", weights, weights_required, in_channels))
 
 
 def mobilenet_v3_large(
-    weights: str | None = None, weights_required: bool = True
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
 ) -> MobileNetV3Backbone:
-    model = torchvision_model("mobilenet_v3_large", weights, weights_required)
+    model = torchvision_model("mobilenet_v3_large", weights, weights_required, in_channels)
     return MobileNetV3Backbone(model)
 
 
-def unet(weights: str | None = None, weights_required: bool = True) -> UNetEncoder:
+def unet(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> UNetEncoder:
     """The U-Net encoder; `weights` may be a state dict saved from one (no ImageNet weights)."""
-    encoder = UNetEncoder()
+    encoder = UNetEncoder(in_channels=in_channels)
     load_weights(encoder, "unet", weights, weights_required)
     return encoder
 
 
-def tiny(weights: str | None = None, weights_required: bool = True) -> TinyBackbone:
+def tiny(
+    weights: str | None = None, weights_required: bool = True, in_channels: int = 3
+) -> TinyBackbone:
     """The tiny test backbone; `weights` may be a state dict saved from one."""
-    backbone = TinyBackbone()
+    backbone = TinyBackbone(in_channels=in_channels)
     load_weights(backbone, "tiny", weights, weights_required)
     return backbone
 

@@ -3,6 +3,11 @@
 `weights` is None (random init), "imagenet" (torchvision's DEFAULT weights, from the torch hub
 cache or downloaded) or a path to a local torchvision-format state dict, for machines without
 internet such as offline clusters.
+
+Images with other than 3 channels keep the pretrained first convolution by adapting it, with
+segmentation_models_pytorch's rule: for 1 channel the RGB filters are summed; for C channels the
+RGB filters are repeated cyclically (R, G, B, R, ...) and scaled by 3 / C, so that the first
+activations keep the magnitude the pretrained layers after them expect.
 """
 
 import logging
@@ -126,3 +131,27 @@ def check_state_dict(model: nn.Module, name: str, source: str, state: object) ->
             f" Save one with torch.save(torchvision.models.{name}().state_dict(), path) (for"
             " our own backbones, model.backbone.state_dict())"
         )
+
+
+@torch.no_grad()
+def adapt_first_conv(model: nn.Module, in_channels: int) -> None:
+    """Give the first Conv2d of `model` `in_channels` inputs, keeping what its weights learned."""
+    if in_channels < 1:
+        raise ValueError(f"model.in_channels must be at least 1, got {in_channels}")
+    name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    if conv.in_channels == in_channels:
+        return
+    new = nn.Conv2d(
+        in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, conv.bias is not None,
+    )  # fmt: skip
+    old = conv.weight  # (out, 3, k, k)
+    if in_channels == 1:
+        new.weight.copy_(old.sum(dim=1, keepdim=True))
+    else:
+        index = torch.arange(in_channels) % old.shape[1]
+        new.weight.copy_(old[:, index] * (old.shape[1] / in_channels))
+    if conv.bias is not None:
+        new.bias.copy_(conv.bias)
+    parent_name, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)

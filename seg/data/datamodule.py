@@ -1,0 +1,274 @@
+"""SegmentationDataModule: any supported layout and mask encoding by config.
+
+Layouts: ``voc`` (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/, SBD splits; see
+sbd.py) and ``folder`` (an image and a mask folder paired by id; see layouts.py). Encodings: see
+encodings.py. Images may have any number of bands (``in_channels``, with one mean/std each).
+
+The datamodule picks its own samplers (the trainer runs with ``use_distributed_sampler=False``):
+training through ``SeededSampler`` (order and augmentations are functions of seed and epoch,
+sharded under DDP); sequential evaluation, unpadded under DDP so that each image counts exactly
+once. Training uses torchdata's ``StatefulDataLoader`` so that a mid-epoch checkpoint resumes the
+same batches and augmentations.
+"""
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from lightning_fabric.utilities.seed import pl_worker_init_function
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from seg.data.dataset import SegmentationDataset
+from seg.data.download import download_archive, download_sbd, download_voc
+from seg.data.encodings import MaskDecoder
+from seg.data.errors import DatasetError, RootNotFoundError
+from seg.data.layouts import Sample, check_files, check_unique, folder_samples
+from seg.data.reading import mask_palette
+from seg.data.sampler import SeededSampler
+from seg.data.sbd import check_disjoint, split_samples, uses_sbd
+from seg.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    eval_transform,
+    pad_collate,
+    train_transform,
+)
+from seg.data.voc import VOC_CLASSES, voc_colormap
+
+# torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+
+LAYOUTS = ("voc", "folder")
+
+
+def worker_init(worker_id: int) -> None:
+    """No OpenCV/torch threads per worker; Lightning's per-worker seeding."""
+    cv2.setNumThreads(0)  # workers are the parallelism: avoid workers x cores threads
+    torch.set_num_threads(1)
+    pl_worker_init_function(worker_id)  # keeps seed_everything(workers=True) reproducible
+
+
+def world() -> tuple[int, int]:
+    """(world size, rank) of the initialised process group, else (1, 0)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Loaders over a dataset tree, plus class names, palette and statistics for the module."""
+
+    def __init__(
+        self,
+        root: str,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        class_names: list[str] = VOC_CLASSES,
+        ignore_index: int = 255,
+        label_map: dict[int, int] | None = None,
+        image_ext: str = ".jpg",
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        base_size: int | None = None,
+        crop_size: int | list[int] = 320,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        hflip: bool = True,
+        color_jitter: float = 0.0,
+        batch_size: int = 8,
+        val_batch_size: int = 1,
+        num_workers: int = 2,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+        download: bool = False,
+        sbd_root: str | None = None,
+        seed: int | None = None,
+        layout: str = "voc",
+        folder: dict | None = None,
+        mask_encoding: str = "index",
+        reduce_zero_label: bool = False,
+        palette: list[list[int]] | None = None,
+        void_colours: list[list[int]] | None = None,
+        in_channels: int = 3,
+        source: str | None = None,
+    ) -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise DatasetError(f"data.layout={layout!r} is unknown; choose one of {LAYOUTS}")
+        self.root, self.sbd_root = Path(root), sbd_root and Path(sbd_root)
+        self.layout, self.folder, self.source = layout, dict(folder or {}), source
+        self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
+        self.class_names = [str(n) for n in class_names]
+        self.num_classes, self.ignore_index = len(self.class_names), int(ignore_index)
+        self.label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
+        self.own_palette = [[int(c) for c in rgb] for rgb in palette] if palette else None
+        self.decoder = MaskDecoder(
+            self.num_classes, self.ignore_index, mask_encoding, self.label_map,
+            reduce_zero_label, self.own_palette, void_colours,
+        )  # fmt: skip
+        self.image_ext, self.download, self.in_channels = image_ext, download, int(in_channels)
+        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        if min(self.std) <= 0:
+            raise DatasetError(f"data.std={list(self.std)} must hold positive numbers")
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise DatasetError(
+                f"data.mean and data.std need one value per channel (data.in_channels="
+                f"{self.in_channels}), got {len(self.mean)} and {len(self.std)}; "
+                "python -m seg.data.doctor ROOT measures them"
+            )
+        crop = [crop_size] * 2 if isinstance(crop_size, int) else list(crop_size)
+        self.augment = dict(
+            crop_size=(int(crop[0]), int(crop[-1])),
+            base_size=base_size,
+            scale_range=(float(scale_range[0]), float(scale_range[1])),
+            hflip=hflip,
+            color_jitter=float(color_jitter),
+        )
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers, self.persistent_workers = num_workers, persistent_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        self._samples: dict[str, list[Sample]] = {}
+        self._frequencies: dict[str, list[float]] = {}
+        self.datasets: dict[str, SegmentationDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Download the data when data.download is true: VOC (+ SBD), or the archive at source."""
+        if self.download and self.layout == "folder" and self.source:
+            download_archive(self.source, self.root)
+        elif self.download and self.layout == "voc":
+            download_voc(self.root)
+            if self.sbd_root and uses_sbd(self.train_split, self.val_split, self.test_split):
+                download_sbd(self.sbd_root)
+
+    def samples(self, split: str) -> list[Sample]:
+        """The (cached) samples of a split name; a split listing an id twice is refused."""
+        if split not in self._samples:
+            self.prepare_data()
+            if self.layout == "folder":
+                samples = self.folder_samples(split)
+            else:
+                samples = split_samples(self.root, split, self.image_ext, self.sbd_root)
+            check_unique(samples, split)
+            self._samples[split] = samples
+        return self._samples[split]
+
+    def folder_samples(self, split: str) -> list[Sample]:
+        """Samples of a folder-layout split; a missing root says where the data comes from."""
+        try:
+            return folder_samples(self.root, split, **self.folder)
+        except RootNotFoundError as err:
+            if self.source is None:
+                raise
+            raise RootNotFoundError(
+                f"{err}. This dataset comes from {self.source}; download: true fetches it when "
+                "that is an archive"
+            ) from None
+
+    def dataset(self, split: str, train: bool = False) -> SegmentationDataset:
+        """A dataset over split with the train (augmenting) or eval transform."""
+        aug = dict(mean=self.mean, std=self.std, ignore_index=self.ignore_index, **self.augment)
+        transform = train_transform(**aug) if train else eval_transform(self.mean, self.std)
+        samples = self.samples(split)
+        check_files(samples)
+        return SegmentationDataset(
+            samples, self.num_classes, self.ignore_index, transform=transform,
+            decoder=self.decoder, in_channels=self.in_channels,
+        )  # fmt: skip
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.datasets["train"] = self.dataset(self.train_split, train=True)
+            for split in (self.val_split, self.test_split):
+                if split is not None:
+                    names = f"train_split={self.train_split!r} and {split!r}"
+                    check_disjoint(self.samples(self.train_split), self.samples(split), names)
+        if stage in ("fit", "validate", None):
+            self.datasets["val"] = self.dataset(self.val_split)
+        if stage in ("test", None) and self.test_split is not None:
+            self.datasets["test"] = self.dataset(self.test_split)
+
+    def loader_options(self) -> dict:
+        workers = self.num_workers
+        return dict(
+            num_workers=workers,
+            persistent_workers=self.persistent_workers and workers > 0,
+            pin_memory=self.pin_memory,
+            worker_init_fn=worker_init if workers > 0 else None,
+        )
+
+    def train_dataloader(self) -> StatefulDataLoader:
+        dataset = self.datasets["train"]
+        size, rank = world()
+        if len(dataset) < self.batch_size * size:
+            raise DatasetError(
+                f"train_split={self.train_split!r} has {len(dataset)} images, fewer than one "
+                f"batch (batch_size={self.batch_size} x {size} processes); lower data.batch_size"
+            )
+        return StatefulDataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=SeededSampler(dataset, size, rank, shuffle=True, seed=self.seed),
+            drop_last=True,
+            **self.loader_options(),
+        )
+
+    def eval_dataloader(self, name: str) -> DataLoader:
+        """Sequential, at native size; padded collate for batches of different sizes."""
+        if name not in self.datasets:
+            raise DatasetError(f"no {name} split: set data.{name}_split (e.g. 'val')")
+        dataset, (size, rank) = self.datasets[name], world()
+        # Lightning's unpadded sampler: ranks may differ by one batch, each image counts once
+        sampler = (
+            UnrepeatedDistributedSampler(dataset, size, rank, shuffle=False) if size > 1 else None
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.val_batch_size,
+            sampler=sampler,
+            collate_fn=partial(pad_collate, ignore_index=self.ignore_index),
+            **self.loader_options(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")
+
+    def class_frequencies(self, split: str | None = None) -> list[float]:
+        """Pixel fraction per class over a split (default: the train split), ignore excluded."""
+        split = split or self.train_split
+        if split not in self._frequencies:
+            dataset = self.dataset(split)
+            counts = np.zeros(256, np.int64)
+            with ThreadPoolExecutor(max(1, self.num_workers)) as pool:  # decoding frees the GIL
+                for mask in pool.map(dataset.load_mask, range(len(dataset))):
+                    counts += np.bincount(mask.ravel(), minlength=256)
+            total = max(int(counts[: self.num_classes].sum()), 1)
+            self._frequencies[split] = [float(c / total) for c in counts[: self.num_classes]]
+        return self._frequencies[split]
+
+    @property
+    def palette(self) -> list[list[int]]:
+        """RGB per class: data.palette, else the masks' own PNG palette, else the VOC colour map.
+
+        The files of the train split are checked first, so a missing or broken first mask is
+        reported as such rather than as a palette problem.
+        """
+        colours = voc_colormap()
+        if self.own_palette:
+            return self.own_palette
+        samples = self.samples(self.train_split)
+        check_files(samples[:1])
+        own = mask_palette(samples[0].mask) or []
+        return (own + colours[len(own) :])[: self.num_classes]

@@ -1,0 +1,158 @@
+"""Which files form a split in a folder layout, and the checks every layout's splits pass.
+
+Folder layout under ``root``: an image folder and a mask folder (``image_dir``, ``mask_dir``),
+searched recursively and paired by id. A name pattern per side says how a file name holds the id:
+``{id}`` (any image extension), ``{id}_leftImg8bit.png``, ``{id}_gtFine_labelIds.png``, ... The
+id is the path below the split folder without the pattern's fixed parts, so
+``leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png`` pairs with
+``gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png`` as ``aachen/aachen_000000_000019``.
+
+A split is, in this order: the path of a ``.txt`` id list (absolute, or relative to root); a
+sub-folder ``<image_dir>/<split>/`` (with ``<mask_dir>/<split>/``); or, for ``train`` and ``val``
+when ``val_fraction`` is set, a seeded random division of all pairs. That division is written to
+``split_dir/{train,val}.txt`` and read back from there when present, so reruns and resumes that
+share ``split_dir`` see the same split.
+"""
+
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from typing import NamedTuple
+
+from seg.data.errors import DuplicateIdError, MissingFileError, RootNotFoundError, SplitError
+from seg.data.reading import IMAGE_TYPES
+
+MASK_TYPES = (".png", ".bmp", ".tif", ".tiff")
+
+
+class Sample(NamedTuple):
+    id: str
+    image: Path
+    mask: Path
+
+
+def pattern_regex(pattern: str) -> re.Pattern:
+    """'{id}_leftImg8bit.png' -> a regex whose group 'id' is the id part of a file name."""
+    if pattern.count("{id}") != 1:
+        raise SplitError(f"name pattern {pattern!r} must hold {{id}} exactly once")
+    before, after = pattern.split("{id}")
+    return re.compile(f"^{re.escape(before)}(?P<id>.+?){re.escape(after)}$")
+
+
+def index_files(folder: Path, pattern: str, types: tuple[str, ...]) -> dict[str, Path]:
+    """id -> file for every file below folder whose name fits pattern; refuses a repeated id."""
+    regex, plain = pattern_regex(pattern), pattern.endswith("{id}")
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or (plain and path.suffix.lower() not in types):
+            continue
+        name = path.stem if plain else path.name
+        match = regex.match(name)
+        if match:
+            rel = path.parent.relative_to(folder) / match["id"]
+            found.setdefault(rel.as_posix(), []).append(path)
+    repeated = {i: paths for i, paths in found.items() if len(paths) > 1}
+    if repeated:
+        first = next(iter(repeated.values()))
+        raise DuplicateIdError(
+            f"{len(repeated)} ids have several files in {folder} (first: "
+            f"{', '.join(map(str, first))}); keep one file per id or narrow the name pattern"
+        )
+    return {i: paths[0] for i, paths in found.items()}
+
+
+def pair(images: Path, masks: Path, image_pattern: str, mask_pattern: str) -> list[Sample]:
+    """Samples for every image with a mask of the same id (the first images without refuse)."""
+    found_images = index_files(images, image_pattern, IMAGE_TYPES)
+    found_masks = index_files(masks, mask_pattern, MASK_TYPES)
+    alone = [i for i in found_images if i not in found_masks]
+    if alone:
+        raise MissingFileError(
+            f"{len(alone)} images in {images} have no mask in {masks} (first ids: "
+            f"{', '.join(alone[:3])}); add the masks, or check data.mask_pattern="
+            f"{mask_pattern!r} (and data.image_pattern={image_pattern!r})"
+        )
+    return [Sample(i, found_images[i], found_masks[i]) for i in sorted(found_images)]
+
+
+def read_list(path: Path, pool: dict[str, Sample]) -> list[Sample]:
+    """The samples of the ids listed in path, one per line, looked up in pool."""
+    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise SplitError(f"split file {path} is empty; list one image id per line")
+    missing = [i for i in ids if i not in pool]
+    if missing:
+        raise MissingFileError(
+            f"split file {path} lists {len(missing)} ids without an image/mask pair (first: "
+            f"{', '.join(missing[:3])}); remove them from the list or add their files"
+        )
+    return [pool[i] for i in ids]
+
+
+def ratio_split(pool: dict[str, Sample], split: str, fraction: float, seed: int, folder: Path):
+    """The train or val part of a seeded division of pool, written to folder and reused."""
+    if not (folder / "train.txt").is_file():
+        ids = sorted(pool)
+        random.Random(seed).shuffle(ids)
+        n_val = max(1, round(fraction * len(ids)))
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, part in (("val", ids[:n_val]), ("train", ids[n_val:])):
+            (folder / f"{name}.txt").write_text("\n".join(sorted(part)) + "\n")
+    return read_list(folder / f"{split}.txt", pool)
+
+
+def folder_samples(
+    root: Path,
+    split: str,
+    image_dir: str = "images",
+    mask_dir: str = "masks",
+    image_pattern: str = "{id}",
+    mask_pattern: str = "{id}",
+    val_fraction: float | None = None,
+    split_seed: int = 0,
+    split_dir: str | None = None,
+) -> list[Sample]:
+    """Samples of a split in the folder layout (see the module docstring for the order)."""
+    images, masks = root / image_dir, root / mask_dir
+    for folder, key in ((images, "image_dir"), (masks, "mask_dir")):
+        if not folder.is_dir():
+            raise RootNotFoundError(
+                f"folder {folder} does not exist; point data.root and data.{key} at the folder "
+                "holding the files (python -m seg.data.doctor ROOT shows what it finds)"
+            )
+    listed = Path(split) if Path(split).is_absolute() else root / split
+    if split.endswith(".txt") and listed.is_file():
+        pool = {s.id: s for s in pair(images, masks, image_pattern, mask_pattern)}
+        return read_list(listed, pool)
+    if (images / split).is_dir():
+        return pair(images / split, masks / split, image_pattern, mask_pattern)
+    if split in ("train", "val") and val_fraction:
+        pool = {s.id: s for s in pair(images, masks, image_pattern, mask_pattern)}
+        return ratio_split(pool, split, val_fraction, split_seed, Path(split_dir or root))
+    subs = sorted(p.name for p in images.iterdir() if p.is_dir())
+    raise SplitError(
+        f"split {split!r} is neither a .txt id list under {root} nor a sub-folder of {images} "
+        f"(sub-folders: {subs}); name one of those, or set data.val_fraction (e.g. 0.2) for a "
+        "seeded train/val division"
+    )
+
+
+def check_unique(samples: list[Sample], split: str) -> None:
+    """Refuse a split that lists an id twice: it would count twice in every metric."""
+    repeated = [i for i, n in Counter(s.id for s in samples).items() if n > 1]
+    if repeated:
+        raise DuplicateIdError(
+            f"split {split!r} lists {len(repeated)} ids more than once (first: "
+            f"{', '.join(repeated[:5])}); list each image once"
+        )
+
+
+def check_files(samples: list[Sample]) -> None:
+    """Refuse a split whose images or masks are missing, naming the first few (before training)."""
+    missing = [str(p) for s in samples for p in (s.image, s.mask) if not p.is_file()]
+    if missing:
+        raise MissingFileError(
+            f"{len(missing)} image/mask files of the split are missing (first: "
+            f"{', '.join(missing[:3])}); add them or remove their ids from the split file"
+        )
