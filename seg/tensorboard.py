@@ -11,15 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch import Tensor
 
-from seg.visualize import (
-    class_legend,
-    colourise,
-    confusion_figure,
-    denormalise,
-    panel,
-    present_classes,
-    with_legend,
-)
+from seg.visualize import confusion_figure, denormalise, legend_panel
 
 
 def panel_positions(size: int, count: int) -> list[int]:
@@ -27,22 +19,6 @@ def panel_positions(size: int, count: int) -> list[int]:
     if size <= 0 or count <= 0:
         return []
     return sorted({round(p) for p in np.linspace(0, size - 1, min(count, size))})
-
-
-def legend_panel(
-    image: np.ndarray,
-    truth: Tensor | np.ndarray | None,
-    pred: Tensor | np.ndarray,
-    class_names: list[str],
-    palette: list[list[int]],
-    ignore_index: int = 255,
-) -> np.ndarray:
-    """image | ground truth | prediction (or image | prediction), with the legend underneath."""
-    masks = [pred] if truth is None else [truth, pred]
-    classes = present_classes(*masks, num_classes=len(class_names))
-    coloured = [colourise(m, palette, ignore_index) for m in masks]
-    row = panel(image, coloured[0] if truth is not None else None, coloured[-1])
-    return with_legend(row, class_legend(classes, class_names, palette, row.shape[1]))
 
 
 def tensorboard_writer(trainer: pl.Trainer):

@@ -29,11 +29,9 @@ def denormalise(image: Tensor, mean: list[float], std: list[float]) -> np.ndarra
     return rgb.round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def panel(
-    image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, gap: int = 4
-) -> np.ndarray:
-    """Image | ground truth | prediction (RGB uint8 arrays of equal size) side by side."""
-    parts = [image] + ([truth] if truth is not None else []) + [pred]
+def panel(parts: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """RGB uint8 arrays of equal height side by side with white gaps: image | truth | ..."""
+    image = parts[0]
     spacer = np.full((image.shape[0], gap, 3), 255, np.uint8)
     row = []
     for part in parts:
@@ -102,6 +100,41 @@ def class_legend(
 def with_legend(picture: np.ndarray, strip: np.ndarray) -> np.ndarray:
     """``picture`` with a legend strip of the same width underneath."""
     return np.concatenate([picture, strip], axis=0)
+
+
+def legend_panel(
+    image: np.ndarray,
+    truth: Tensor | np.ndarray | None,
+    pred: Tensor | np.ndarray,
+    class_names: list[str],
+    palette: list[list[int]],
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """image | ground truth | prediction (or image | prediction), with the legend underneath."""
+    masks = [pred] if truth is None else [truth, pred]
+    classes = present_classes(*masks, num_classes=len(class_names))
+    coloured = [colourise(m, palette, ignore_index) for m in masks]
+    row = panel([image, *coloured])
+    return with_legend(row, class_legend(classes, class_names, palette, row.shape[1]))
+
+
+def failure_panel(
+    image: np.ndarray,
+    truth: Tensor | np.ndarray,
+    pred: Tensor | np.ndarray,
+    class_names: list[str],
+    palette: list[list[int]],
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """image | ground truth | prediction | error map, with the legend of classes and errors."""
+    truth, pred = torch.as_tensor(truth).cpu().numpy(), torch.as_tensor(pred).cpu().numpy()
+    classes = present_classes(truth, pred, num_classes=len(class_names))
+    parts = [colourise(m, palette, ignore_index) for m in (truth, pred)]
+    row = panel([image, *parts, error_map(image, truth, pred)])
+    items = [(class_names[i], tuple(palette[i])) for i in classes] + [("wrong", WRONG_COLOUR)]
+    if (truth == ignore_index).any():
+        items.append(("ignored", IGNORE_COLOUR))
+    return with_legend(row, legend(items, row.shape[1]))
 
 
 def confusion_figure(matrix: Tensor, class_names: list[str], title: str = ""):
