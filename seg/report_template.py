@@ -31,6 +31,8 @@ table.sortable th::after { content: " \\2195"; color: #9aa3b2; }
 .scroll { max-height: 460px; overflow: auto; border: 1px solid #e4e7ec; border-radius: 4px; }
 .swatch { display: inline-block; width: 11px; height: 11px; margin-right: 6px;
           border: 1px solid rgba(0,0,0,.25); vertical-align: -1px; }
+.pair { display: flex; flex-wrap: wrap; gap: 0 18px; align-items: flex-start; }
+.pair section { flex: 1 1 480px; }
 .figures { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 figure { margin: 0; }
 img { max-width: 100%; height: auto; }
@@ -71,6 +73,7 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 </table>
 </div>
 </section>
+<div class="pair">
 <section id="confusion">
 <h2>Confusion matrix: {{ best.checkpoint }}</h2>
 <p class="note">Rows: ground truth; columns: prediction; each row sums to 100 %.</p>
@@ -82,6 +85,7 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 <img alt="mean IU against step" src="{{ curve }}">
 </section>
 {% endif %}
+</div>
 <section id="per-image">
 <h2>Per image: {{ best.checkpoint }}</h2>
 <p class="note">mIoU over the classes present in the truth or the prediction. Click a header to
