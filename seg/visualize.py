@@ -115,7 +115,10 @@ def legend_panel(
     classes = present_classes(*masks, num_classes=len(class_names))
     coloured = [colourise(m, palette, ignore_index) for m in masks]
     row = panel([image, *coloured])
-    return with_legend(row, class_legend(classes, class_names, palette, row.shape[1]))
+    items = [(class_names[i], tuple(palette[i])) for i in classes]
+    if truth is not None and (torch.as_tensor(truth) == ignore_index).any():
+        items.append(("ignored", IGNORE_COLOUR))
+    return with_legend(row, legend(items, row.shape[1]))
 
 
 def failure_panel(

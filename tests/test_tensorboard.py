@@ -10,7 +10,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from seg.data.voc import VOC_CLASSES, voc_colormap
 from seg.tensorboard import panel_positions
-from seg.visualize import SWATCH, legend_panel
+from seg.visualize import IGNORE_COLOUR, SWATCH, legend_panel
 from train import train
 
 
@@ -37,6 +37,7 @@ def test_a_panel_legend_shows_each_present_class_in_its_colour():
     for cls in (0, 7, 15):  # a full swatch of each present class
         hits = np.all(strip == palette[cls], axis=2)
         assert hits.sum() >= SWATCH * SWATCH, VOC_CLASSES[cls]
+    assert np.all(strip == IGNORE_COLOUR, axis=2).sum() >= SWATCH * SWATCH  # the 255 row
     for cls in (1, 12):  # absent classes get no swatch
         assert not np.all(strip == palette[cls], axis=2).any()
 
