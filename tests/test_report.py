@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import re
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from conftest import write_voc_tree
 from PIL import Image
 from test_evaluate import eval_config, write_checkpoint
 
+from benchmarks.report_screenshot import check_not_blank, screenshot
 from evaluate import evaluate
 from seg.report import percent
 from seg.report_html import WorstImages
@@ -181,3 +184,18 @@ def test_report_worst_k_zero_leaves_the_panels_out(tmp_path):
     page = Page()
     page.feed((tmp_path / "out" / "report.html").read_text())
     assert not page.captions and "curve" not in page.sections
+
+
+@pytest.mark.slow
+def test_headless_chromium_renders_the_report(evaluated, tmp_path):
+    if shutil.which("chromium") is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    _, out, _, _ = evaluated
+    picture = screenshot(out / "report.html", tmp_path / "shot.png", (1000, 1400))
+    check_not_blank(picture)  # raises SystemExit on a blank page
+    assert picture.shape == (1400, 1000, 3)
+    with pytest.raises(SystemExit, match="blank"):
+        check_not_blank(np.full((1400, 1000, 3), 255, np.uint8))
