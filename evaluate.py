@@ -1,7 +1,8 @@
-"""Evaluate checkpoints, predict on images or export to ONNX: ``python evaluate.py ckpt_path=...``.
+"""Evaluate checkpoints on a labelled split: ``python evaluate.py ckpt_path=...``.
 
 ``evaluate(cfg)`` is a plain function (tests call it with a composed config); ``main`` is the
-thin Hydra entry point. See configs/eval.yaml for the options.
+thin Hydra entry point. See configs/eval.yaml for the options. Prediction on unlabelled images
+is predict.py, ONNX export is export.py; both share the checkpoint helpers defined here.
 """
 
 import glob
@@ -21,15 +22,16 @@ from seg import report  # noqa: E402
 from seg.checkpoint import CheckpointError, load_network  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
-from seg.data.voc import voc_colormap  # noqa: E402
-from seg.export import check_parity, export_onnx  # noqa: E402
-from seg.inference import infer, read_image  # noqa: E402
-from seg.metrics import ConfusionMatrix, scores  # noqa: E402
-from seg.visualize import denormalise  # noqa: E402
+from seg.evaluation import evaluate_batch, image_matrices, image_scores  # noqa: E402
+from seg.metrics import ConfusionMatrix  # noqa: E402
+from seg.report_html import WorstImages, write_report  # noqa: E402
+from seg.visualize import denormalise, failure_panel  # noqa: E402
 
 log = logging.getLogger("seg")
-IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-EXPORTERS = {"dynamo": True, "torchscript": False}
+MOVED = {
+    "predict.input": "python predict.py ckpt_path=<checkpoint> input=<image or folder>",
+    "export": "python export.py ckpt_path=<checkpoint> [exporter=dynamo|torchscript]",
+}
 
 
 def checkpoint_paths(ckpt_path) -> list[Path]:
@@ -97,37 +99,51 @@ def inference_options(cfg: DictConfig, info: dict) -> dict:
     return options
 
 
-def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir: Path) -> dict:
-    """Scores of one checkpoint on the split: batch 1, native resolution, optional TTA."""
+def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir: Path) -> tuple:
+    """One checkpoint on the split (batch 1, native resolution, optional TTA).
+
+    Returns its result row, its per-image rows and its worst images (``WorstImages.items``).
+    """
     device = pick_device(cfg.device)
     model, info = network(path, device, datamodule)
-    matrix = ConfusionMatrix(datamodule.num_classes, datamodule.ignore_index).to(device)
+    k, ignore, names = datamodule.num_classes, datamodule.ignore_index, datamodule.class_names
+    matrix = ConfusionMatrix(k, ignore).to(device)
     options = inference_options(cfg, info)
     folder = out_dir / "predictions" / stem(label)
     palette = info.get("palette") or datamodule.palette
+    rows, worst = [], WorstImages(cfg.report.worst_k)
     with torch.inference_mode():
         for batch in tqdm(datamodule.val_dataloader(), desc=label, unit="image"):
             images, masks = batch["image"].to(device), batch["mask"].to(device)
-            preds = infer(model, images, **options).argmax(dim=1)  # (1, H, W)
-            matrix.update(preds, masks)
+            _, preds = evaluate_batch(model, images, masks, matrix, **options)  # (1, H, W)
+            stats = image_scores(image_matrices(preds, masks, k, ignore)[0].cpu(), names)
+            rows.append({"checkpoint": label, "id": batch["id"][0]} | stats)
+            if not (cfg.save_predictions or worst.wants(stats["mIoU"])):
+                continue
+            image = denormalise(batch["image"][0], datamodule.mean, datamodule.std)
+            truth, pred = batch["mask"][0].numpy(), preds[0].cpu().numpy()
+            if worst.wants(stats["mIoU"]):
+                picture = failure_panel(image, truth, pred, names, palette, ignore)
+                worst.add(batch["id"][0], stats["mIoU"], picture)
             if cfg.save_predictions:
-                image = denormalise(batch["image"][0], datamodule.mean, datamodule.std)
-                truth, pred = batch["mask"][0].numpy(), preds[0].cpu().numpy()
                 report.save_prediction(
-                    folder, cfg.split, batch["id"][0], image, truth, pred, palette
+                    folder, cfg.split, batch["id"][0], image, truth, pred, names, palette, ignore
                 )
-    result = scores(matrix.compute().cpu())
-    return report.result_row(label, path, info, result, datamodule.class_names)
+    result = report.result_row(label, path, info, matrix.compute().cpu(), names)
+    return result, rows, worst.items()
 
 
 def evaluate_all(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
     """Evaluate each checkpoint; with several, failures are collected instead of raised."""
     datamodule = instantiate(cfg.data, val_split=cfg.split, val_batch_size=1, test_split=None)
     datamodule.setup("validate")
-    results, failures = [], []
+    results, failures, per_image, worst = [], [], {}, {}
     for path, label in labels(paths).items():
         try:
-            results.append(run_checkpoint(path, label, cfg, datamodule, out_dir))
+            result, per_image[label], worst[label] = run_checkpoint(
+                path, label, cfg, datamodule, out_dir
+            )
+            results.append(result)
         except CheckpointError as error:
             if len(paths) == 1:
                 raise
@@ -138,76 +154,42 @@ def evaluate_all(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
             "no checkpoint could be evaluated:\n" + "\n".join(f["error"] for f in failures)
         )
     print("\n" + report.write_results(out_dir, results, failures, cfg.split))
-    plot = report.write_curves(out_dir, results, cfg.split)
-    print(f"Results written to {out_dir}" + (f"; mIoU against step: {plot}" if plot else ""))
-    return {"results": results, "failures": failures, "output_dir": str(out_dir)}
-
-
-def image_files(source: Path) -> list[Path]:
-    """An image file, or the images of a folder."""
-    files = (
-        sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_TYPES)
-        if source.is_dir()
-        else [source]
+    report.write_per_image(
+        out_dir, [r for rows in per_image.values() for r in rows], datamodule.class_names
     )
-    if not files or not files[0].is_file():
-        raise ConfigError(
-            f"predict.input={source} is neither an image nor a folder holding images "
-            f"({' '.join(IMAGE_TYPES)}); give the path of one"
-        )
-    return files
-
-
-def predict(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
-    """A coloured mask (palette PNG) and an overlay per unlabelled image, with one checkpoint."""
-    if len(paths) != 1:
-        raise ConfigError(f"predict.input needs one checkpoint, but ckpt_path matched {len(paths)}")
-    files = image_files(Path(cfg.predict.input))
-    model, info = network(paths[0], pick_device(cfg.device))
-    mean, std, palette = info["mean"], info["std"], info.get("palette") or voc_colormap()
-    options, folder = inference_options(cfg, info), out_dir / "predict"
-    with torch.inference_mode():
-        for file in tqdm(files, desc="predict", unit="image"):
-            images = read_image(file, mean, std).to(next(model.parameters()).device)
-            pred = infer(model, images, **options).argmax(dim=1)[0].cpu().numpy()  # (H, W)
-            report.save_mask(folder / f"{file.stem}.png", pred, palette)
-            rgb = denormalise(images[0], mean, std)
-            report.save_overlay(folder / f"{file.stem}_overlay.jpg", rgb, pred, palette)
-    print(f"{len(files)} masks and overlays written to {folder}")
+    plot = report.write_curves(out_dir, results, cfg.split)
+    best = max(results, key=lambda r: r["mIoU"])["checkpoint"]
+    palette = [list(c) for c in datamodule.palette]
+    page = write_report(
+        out_dir, results, failures, per_image[best], worst[best], cfg.split, palette
+    )
+    print(f"Results written to {out_dir}" + (f"; mIoU against step: {plot}" if plot else ""))
+    print(f"Report: {page}")
     return {
-        "predictions": [str(folder / f"{f.stem}.png") for f in files],
+        "results": results,
+        "failures": failures,
         "output_dir": str(out_dir),
+        "report": str(page),
     }
 
 
-def export(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
-    """Each checkpoint as ONNX, checked against PyTorch at two sizes."""
-    if cfg.export != "onnx" or cfg.exporter not in EXPORTERS:
+def refuse_moved_keys(cfg: DictConfig) -> None:
+    """Prediction and export have their own programs now: name them instead of running."""
+    used = [key for key in MOVED if OmegaConf.select(cfg, key) is not None]
+    if used:
         raise ConfigError(
-            f"export={cfg.export} exporter={cfg.exporter} is unknown; use export=onnx with "
-            f"exporter one of {', '.join(EXPORTERS)}"
+            f"evaluate.py only evaluates; {used[0]}= belongs to another program now: "
+            f"{MOVED[used[0]]}"
         )
-    files = {}
-    for path, label in labels(paths).items():
-        model, _ = network(path, torch.device("cpu"))
-        target = out_dir / f"{stem(label)}.onnx"
-        export_onnx(model, target, dynamo=EXPORTERS[cfg.exporter])
-        worst = check_parity(model, target, [(64, 96), (75, 50)])
-        print(f"{target}: largest |onnxruntime - PyTorch| logit difference {worst:.2e}")
-        files[str(target)] = worst
-    return {"exported": files, "output_dir": str(out_dir)}
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Evaluate, predict or export as configured; return what was computed or written."""
+    """Evaluate the checkpoints of cfg.ckpt_path; return the results and what was written."""
     validate(OmegaConf.to_container(cfg, resolve=True))  # before any data is read
+    refuse_moved_keys(cfg)
     paths = checkpoint_paths(cfg.ckpt_path)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.get("export"):
-        return export(cfg, paths, out_dir)
-    if cfg.predict.get("input"):
-        return predict(cfg, paths, out_dir)
     return evaluate_all(cfg, paths, out_dir)
 
 

@@ -23,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 from seg import checkpoint  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
+from seg.tensorboard import log_hparams  # noqa: E402
 
 log = logging.getLogger("seg")
 
@@ -119,9 +120,9 @@ def fit(cfg: DictConfig) -> dict[str, float]:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if "test/" in k})
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # hparams beside the final metrics
-            # Under hp/ so that these step-0 copies do not mix with the per-epoch curves.
-            final = {f"hp/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
-            logger.log_hyperparams(module.hparams, final)
+            # The HPARAMS tab reads the metrics' own last values: no copies in the Scalars tab.
+            final = [k for k in metrics if k.startswith(("val/", "test/"))]
+            log_hparams(logger.experiment, dict(module.hparams), final)
     if trainer.is_global_zero:
         run_dir = cfg.paths.output_dir
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -14,10 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
-from seg.inference import infer
+from seg.evaluation import evaluate_batch
 from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
-from seg.visualize import colourise, confusion_figure, denormalise, panel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,7 +60,6 @@ class SegmentationModule(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         eval_scale: float = 1.0,
-        num_vis_images: int = 4,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -127,19 +125,21 @@ class SegmentationModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        # Scored at the labels' native resolution, whatever scale the network sees.
-        logits = infer(self, batch["image"], scales=(self.hparams.eval_scale,))
+        """Update the stage's loss and confusion matrix; return the predictions ``(N, H, W)``.
+
+        Scored at the labels' native resolution, whatever scale the network sees. The returned
+        predictions are what drawing callbacks (``seg.drawing``) read.
+        """
         masks = batch["mask"]
+        matrix = getattr(self, f"{stage}_matrix")
+        scale = (self.hparams.eval_scale,)
+        logits, preds = evaluate_batch(self, batch["image"], masks, matrix, scales=scale)
         valid = (masks != self.hparams.ignore_index).sum()
         loss = F.cross_entropy(
             logits.float(), masks, weight=self.class_weight, ignore_index=self.hparams.ignore_index
         )
         if valid > 0:
             getattr(self, f"{stage}_loss").update(loss, weight=valid)
-        preds = logits.argmax(dim=1)
-        getattr(self, f"{stage}_matrix").update(preds, masks)
-        if stage == "val" and batch_idx < self.hparams.num_vis_images:
-            self._log_panel(batch, preds, batch_idx)
         return preds
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -169,39 +169,8 @@ class SegmentationModule(pl.LightningModule):
         # Already summed across ranks by torchmetrics: no sync_dist here.
         self.log_dict({k: float(v) for k, v in values.items()}, prog_bar=False)
         self.log(f"{stage}/mIoU", float(result["mIoU"]), prog_bar=True)
-        if stage == "val" and not self.trainer.sanity_checking:
-            self._log_confusion(matrix)
         matrix_metric.reset()
         loss_metric.reset()
-
-    def _tensorboard(self):
-        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
-            return None
-        for logger in self.loggers:
-            if hasattr(logger.experiment, "add_image"):
-                return logger.experiment
-        return None
-
-    def _log_panel(self, batch: dict[str, Tensor], preds: Tensor, index: int) -> None:
-        writer = self._tensorboard()
-        if writer is None:
-            return
-        hp = self.hparams
-        image = denormalise(batch["image"][0], hp.mean, hp.std)
-        truth = colourise(batch["mask"][0], self.palette, hp.ignore_index)
-        pred = colourise(preds[0], self.palette, hp.ignore_index)
-        writer.add_image(
-            f"val/prediction/{index}",
-            panel(image, truth, pred),
-            self.global_step,
-            dataformats="HWC",
-        )
-
-    def _log_confusion(self, matrix: Tensor) -> None:
-        writer = self._tensorboard()
-        if writer is not None:
-            figure = confusion_figure(matrix, self.class_names)
-            writer.add_figure("val/confusion_matrix", figure, self.global_step)
 
     def configure_optimizers(self):
         hp = self.hparams

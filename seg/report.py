@@ -1,9 +1,11 @@
 """What evaluation writes: paper-style tables, JSON/CSV/Markdown files, curves, prediction images.
 
 A result is a plain dict per checkpoint: ``checkpoint`` (a short label), ``path``, ``arch,
-backbone, epoch, step``, the scores ``pixel_acc, mean_acc, mIoU, fwIoU`` as fractions, and ``iou``
-and ``acc`` dicts by class name (None where undefined). Tables show percentages with one decimal,
-as Table 2 of Long et al.
+backbone, epoch, step``, the scores ``pixel_acc, mean_acc, mIoU, fwIoU`` as fractions, ``iou``
+and ``acc`` dicts by class name (None where undefined) and ``confusion``, the ``(K, K)`` matrix
+of pixel counts (rows: truth). Per-image rows (``per_image.csv``) hold ``checkpoint, id,
+pixel_acc, mIoU, worst_class`` and an ``iou`` dict, from ``seg.evaluation.image_scores``.
+Tables show percentages with one decimal, as Table 2 of Long et al.
 """
 
 import csv
@@ -13,20 +15,31 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch import Tensor
 
-from seg.visualize import colourise, overlay, panel
+from seg.metrics import scores
+from seg.visualize import (
+    class_legend,
+    colourise,
+    legend_panel,
+    overlay,
+    present_classes,
+    with_legend,
+)
 
 SCORES = {"pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "mIoU": "mean IU", "fwIoU": "f.w. IU"}
 FACTS = ("checkpoint", "arch", "backbone", "epoch", "step")
 
 
-def result_row(label: str, path: Path, info: dict, result: dict, class_names: list[str]) -> dict:
-    """One checkpoint's result dict from its facts and ``seg.metrics.scores``."""
+def result_row(label: str, path: Path, info: dict, matrix: Tensor, class_names: list[str]) -> dict:
+    """One checkpoint's result dict from its facts and its confusion matrix."""
+    result = scores(matrix)
     row = {"checkpoint": label, "path": str(path)}
     row |= {k: info[k] for k in FACTS[1:]} | {k: float(result[k]) for k in SCORES}
     for key in ("iou", "acc"):
         values = [None if math.isnan(v) else float(v) for v in result[key]]
         row[key] = dict(zip(class_names, values, strict=True))
+    row["confusion"] = matrix.tolist()
     return row
 
 
@@ -85,6 +98,18 @@ def write_results(out_dir: Path, results: list[dict], failures: list[dict], spli
         )
     (out_dir / "tables.md").write_text(text + "\n")
     return text
+
+
+def write_per_image(out_dir: Path, rows: list[dict], class_names: list[str]) -> Path:
+    """per_image.csv: checkpoint, id, pixel_acc, mIoU, worst_class, then IoU per class."""
+    path = out_dir / "per_image.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["checkpoint", "id", "pixel_acc", "mIoU", "worst_class", *class_names])
+        for r in rows:
+            fixed = [r["checkpoint"], r["id"], r["pixel_acc"], r["mIoU"], r["worst_class"]]
+            writer.writerow(["" if v is None else v for v in fixed + list(r["iou"].values())])
+    return path
 
 
 def curves(results: list[dict]) -> dict[str, list[tuple[int, float]]]:
@@ -146,6 +171,11 @@ def save_mask(path: Path, pred: np.ndarray, palette: list[list[int]]) -> None:
     png.save(path)
 
 
+def save_jpeg(path: Path, picture: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(path, quality=90)
+
+
 def save_prediction(
     folder: Path,
     split: str,
@@ -153,30 +183,24 @@ def save_prediction(
     image: np.ndarray,
     truth: np.ndarray,
     pred: np.ndarray,
+    class_names: list[str],
     palette: list[list[int]],
     ignore_index: int = 255,
 ) -> None:
-    """The mask in the VOC results layout and an image | truth | prediction panel under folder."""
+    """The mask in the VOC results layout and an image | truth | prediction panel under folder.
+
+    The panel carries the legend of the classes present in the truth or the prediction.
+    """
     results = folder / "results/VOC2012/Segmentation" / f"comp6_{Path(split).stem}_cls"
     save_mask(results / f"{image_id}.png", pred, palette)
-    save_panel(folder / "panels" / f"{image_id}.jpg", image, truth, pred, palette, ignore_index)
+    picture = legend_panel(image, truth, pred, class_names, palette, ignore_index)
+    save_jpeg(folder / "panels" / f"{image_id}.jpg", picture)
 
 
-def save_panel(
-    path: Path,
-    image: np.ndarray,
-    truth: np.ndarray,
-    pred: np.ndarray,
-    palette: list[list[int]],
-    ignore_index: int = 255,
+def save_overlay(
+    path: Path, image: np.ndarray, pred: np.ndarray, class_names: list[str], palette: list
 ) -> None:
-    """image | ground truth | prediction, side by side, as a JPEG."""
-    parts = panel(image, colourise(truth, palette, ignore_index), colourise(pred, palette))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(parts).save(path, quality=90)
-
-
-def save_overlay(path: Path, image: np.ndarray, pred: np.ndarray, palette: list[list[int]]) -> None:
-    """The prediction's colours blended over the image, as a JPEG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay(image, colourise(pred, palette))).save(path, quality=90)
+    """The prediction's colours blended over the image, with the legend of predicted classes."""
+    blend = overlay(image, colourise(pred, palette))
+    classes = present_classes(pred, num_classes=len(class_names))
+    save_jpeg(path, with_legend(blend, class_legend(classes, class_names, palette, blend.shape[1])))

@@ -1,10 +1,13 @@
-"""Palette colouring, side-by-side panels and confusion-matrix figures."""
+"""Palette colouring, side-by-side panels with class legends, error maps, confusion figures."""
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 IGNORE_COLOUR = (224, 224, 192)  # the colour VOC's own palette gives the 255 void label
+WRONG_COLOUR = (230, 30, 30)
+SWATCH, FONT_SIZE, PAD = 14, 13, 6
 
 
 def colourise(
@@ -27,11 +30,9 @@ def denormalise(image: Tensor, mean: list[float], std: list[float]) -> np.ndarra
     return rgb.round().byte().permute(1, 2, 0).cpu().numpy()
 
 
-def panel(
-    image: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, gap: int = 4
-) -> np.ndarray:
-    """Image | ground truth | prediction (RGB uint8 arrays of equal size) side by side."""
-    parts = [image] + ([truth] if truth is not None else []) + [pred]
+def panel(parts: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """RGB uint8 arrays of equal height side by side with white gaps: image | truth | ..."""
+    image = parts[0]
     spacer = np.full((image.shape[0], gap, 3), 255, np.uint8)
     row = []
     for part in parts:
@@ -45,22 +46,136 @@ def overlay(image: np.ndarray, colours: np.ndarray, alpha: float = 0.5) -> np.nd
     return blend.round().astype(np.uint8)
 
 
-def confusion_figure(matrix: Tensor, class_names: list[str]):
-    """A row-normalised confusion matrix as a matplotlib figure (rows: truth)."""
+def error_map(
+    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, ignore_index: int = 255
+) -> np.ndarray:
+    """Wrong pixels in red over a dimmed grey image; ignored pixels in the void colour."""
+    truth, pred = torch.as_tensor(truth).cpu().numpy(), torch.as_tensor(pred).cpu().numpy()
+    grey = image.astype(np.float32).mean(axis=2, keepdims=True) * 0.5 + 64  # (H, W, 1)
+    out = np.repeat(grey, 3, axis=2).round().astype(np.uint8)
+    out[(pred != truth) & (truth != ignore_index)] = WRONG_COLOUR
+    out[truth == ignore_index] = IGNORE_COLOUR
+    return out
+
+
+def present_classes(*masks: Tensor | np.ndarray, num_classes: int) -> list[int]:
+    """The class indices (below ``num_classes``) occurring in any of ``masks``, sorted."""
+    values = np.unique(np.concatenate([torch.as_tensor(m).cpu().numpy().ravel() for m in masks]))
+    return [int(v) for v in values if v < num_classes]
+
+
+def legend(
+    items: list[tuple[str, tuple[int, int, int]]], width: int, background: int = 255
+) -> np.ndarray:
+    """Colour swatches with their names, wrapped into rows ``width`` pixels wide: ``(h, width, 3)``.
+
+    Each swatch is a solid ``SWATCH`` x ``SWATCH`` square of exactly the item's colour, so the
+    legend can be checked pixel by pixel.
+    """
+    font = ImageFont.load_default(size=FONT_SIZE)
+    row_h = SWATCH + PAD
+    spots, x, y = [], PAD, PAD
+    for name, colour in items:
+        w = SWATCH + 4 + int(font.getlength(name)) + 2 * PAD
+        if x + w > width and x > PAD:
+            x, y = PAD, y + row_h
+        spots.append((x, y, name, tuple(int(c) for c in colour)))
+        x += w
+    canvas = Image.new("RGB", (width, y + row_h + PAD // 2), (background,) * 3)
+    draw = ImageDraw.Draw(canvas)
+    for x, y, name, colour in spots:
+        draw.rectangle([x, y, x + SWATCH - 1, y + SWATCH - 1], fill=colour)
+        draw.text(
+            (x + SWATCH + 4, y + SWATCH // 2), name, fill=(20, 20, 20), font=font, anchor="lm"
+        )
+    return np.asarray(canvas)
+
+
+def class_legend(
+    classes: list[int], class_names: list[str], palette: list[list[int]], width: int
+) -> np.ndarray:
+    """The legend of ``classes`` (indices) in the dataset palette."""
+    return legend([(class_names[i], tuple(palette[i])) for i in classes], width)
+
+
+def with_legend(picture: np.ndarray, strip: np.ndarray) -> np.ndarray:
+    """``picture`` with a legend strip of the same width underneath."""
+    return np.concatenate([picture, strip], axis=0)
+
+
+def legend_panel(
+    image: np.ndarray,
+    truth: Tensor | np.ndarray | None,
+    pred: Tensor | np.ndarray,
+    class_names: list[str],
+    palette: list[list[int]],
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """image | ground truth | prediction (or image | prediction), with the legend underneath."""
+    masks = [pred] if truth is None else [truth, pred]
+    classes = present_classes(*masks, num_classes=len(class_names))
+    coloured = [colourise(m, palette, ignore_index) for m in masks]
+    row = panel([image, *coloured])
+    items = [(class_names[i], tuple(palette[i])) for i in classes]
+    if truth is not None and (torch.as_tensor(truth) == ignore_index).any():
+        items.append(("ignored", IGNORE_COLOUR))
+    return with_legend(row, legend(items, row.shape[1]))
+
+
+def failure_panel(
+    image: np.ndarray,
+    truth: Tensor | np.ndarray,
+    pred: Tensor | np.ndarray,
+    class_names: list[str],
+    palette: list[list[int]],
+    ignore_index: int = 255,
+) -> np.ndarray:
+    """image | ground truth | prediction | error map, with the legend of classes and errors."""
+    truth, pred = torch.as_tensor(truth).cpu().numpy(), torch.as_tensor(pred).cpu().numpy()
+    classes = present_classes(truth, pred, num_classes=len(class_names))
+    parts = [colourise(m, palette, ignore_index) for m in (truth, pred)]
+    row = panel([image, *parts, error_map(image, truth, pred)])
+    items = [(class_names[i], tuple(palette[i])) for i in classes] + [("wrong", WRONG_COLOUR)]
+    if (truth == ignore_index).any():
+        items.append(("ignored", IGNORE_COLOUR))
+    return with_legend(row, legend(items, row.shape[1]))
+
+
+def confusion_figure(matrix: Tensor, class_names: list[str], title: str = ""):
+    """A row-normalised confusion matrix as a matplotlib figure (rows: truth).
+
+    560 pixels square whatever the class count, so TensorBoard's image card shows it whole
+    with legible names; cells carry their percentage when the classes are few enough.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     m = matrix.double().cpu()
-    rows = m.sum(dim=1, keepdim=True).clamp(min=1)
+    normalised = (m / m.sum(dim=1, keepdim=True).clamp(min=1)).numpy()
     k = len(class_names)
-    size = max(4.0, 0.4 * k + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow((m / rows).numpy(), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), class_names, rotation=90, fontsize=7)
-    ax.set_yticks(range(k), class_names, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("ground truth")
+    font = min(11.0, max(6.0, 160 / k))
+    fig, ax = plt.subplots(figsize=(7, 7), dpi=80)
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=font)
+    ax.set_yticks(range(k), class_names, fontsize=font)
+    if k <= 15:
+        for (i, j), value in np.ndenumerate(normalised):
+            if value >= 0.005:
+                colour = "white" if value > 0.6 else "black"
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * value:.0f}",
+                    ha="center",
+                    va="center",
+                    color=colour,
+                    fontsize=font * 0.85,
+                )
+    ax.set_xlabel("predicted", fontsize=font + 1)
+    ax.set_ylabel("ground truth", fontsize=font + 1)
+    if title:
+        ax.set_title(title, fontsize=font + 2)
     fig.tight_layout()
     return fig

@@ -10,9 +10,11 @@ from conftest import FAST_TRAIN, compose, shared_data, voc_palette, write_voc_tr
 from PIL import Image
 
 from evaluate import evaluate
+from predict import predict
 from seg.checkpoint import CheckpointError
 from seg.data import VOC_CLASSES
 from seg.models import build_model
+from seg.visualize import SWATCH
 from train import train
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
@@ -149,19 +151,30 @@ def test_a_single_bad_checkpoint_or_an_empty_glob_fails_clearly(tmp_path):
         evaluate(eval_config(f"'{tmp_path}/nothing/*.ckpt'", root, tmp_path / "out"))
 
 
-def test_predict_writes_a_mask_and_an_overlay_per_image(tmp_path):
+def test_predict_writes_a_mask_and_an_overlay_with_a_legend_per_image(tmp_path):
     ckpt = write_checkpoint(tmp_path / "constant.ckpt")
     images = tmp_path / "images"
     images.mkdir()
     for name, size in (("one.jpg", (40, 50)), ("two.png", (33, 70))):
         Image.fromarray(np.zeros((*size, 3), np.uint8)).save(images / name)
-    cfg = eval_config(ckpt, tmp_path, tmp_path / "out", f"predict.input={images}")
-    out = evaluate(cfg)
+    cfg = compose("predict", [f"ckpt_path={ckpt}", f"input={images}"], tmp_path / "out")
+    out = predict(cfg)
     assert len(out["predictions"]) == 2
     mask = Image.open(tmp_path / "out/predict/two.png")
     assert mask.mode == "P" and mask.size == (70, 33) and np.all(np.array(mask) == 1)
     assert mask.getpalette()[3:6] == [128, 0, 0]  # class 1 in the VOC colours
-    assert Image.open(tmp_path / "out/predict/one_overlay.jpg").size == (50, 40)
+    overlay = np.array(Image.open(tmp_path / "out/predict/one_overlay.jpg"))
+    assert overlay.shape[1] == 50 and overlay.shape[0] > 40 + SWATCH  # the legend underneath
+    swatch = overlay[40 + 8 : 40 + SWATCH - 2, 8 : SWATCH - 2].reshape(-1, 3)  # aeroplane's
+    assert np.abs(swatch.astype(int) - [128, 0, 0]).max() < 40  # JPEG-blurred, still its colour
+
+
+def test_evaluate_names_the_programs_that_now_predict_and_export(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "constant.ckpt")
+    with pytest.raises(ValueError, match="python predict.py"):
+        evaluate(eval_config(ckpt, tmp_path, tmp_path / "out", f"predict.input={tmp_path}"))
+    with pytest.raises(ValueError, match="python export.py"):
+        evaluate(eval_config(ckpt, tmp_path, tmp_path / "out", "export=onnx"))
 
 
 def test_real_voc_masks_at_native_size_with_void_borders_ignored(tmp_path):

@@ -1,4 +1,4 @@
-"""``evaluate.py export=onnx``: a graph giving PyTorch's logits at any batch, height and width."""
+"""``export.py``: a graph giving PyTorch's logits at any batch, height and width."""
 
 import numpy as np
 import pytest
@@ -11,13 +11,13 @@ from seg.checkpoint import load_network
 pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra")
 pytest.importorskip("onnxscript", reason="ONNX export needs the export extra")
 
-from evaluate import evaluate  # noqa: E402
+from export import export  # noqa: E402
 from seg.export import onnx_logits  # noqa: E402
 
 
 def test_onnx_logits_match_pytorch_at_sizes_not_multiples_of_32(tmp_path):
     ckpt = write_checkpoint(tmp_path / "random.ckpt", num_classes=5, seed=0)
-    out = evaluate(compose("eval", [f"ckpt_path={ckpt}", "export=onnx"], tmp_path / "out"))
+    out = export(compose("export", [f"ckpt_path={ckpt}"], tmp_path / "out"))
     (path,) = out["exported"]
     assert path.endswith("random.onnx") and out["exported"][path] < 1e-4
     model, _ = load_network(ckpt)

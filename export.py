@@ -1,0 +1,48 @@
+"""Export checkpoints to ONNX and check them against PyTorch: ``python export.py ckpt_path=...``.
+
+``export(cfg)`` is a plain function (tests call it with a composed config); ``main`` is the thin
+Hydra entry point. See configs/export.yaml for the options and seg/export.py for the graph.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from evaluate import checkpoint_paths, labels, network, stem  # noqa: E402
+from seg.cli import expected_errors, run  # noqa: E402
+from seg.config import ConfigError  # noqa: E402
+from seg.export import check_parity, export_onnx  # noqa: E402
+
+EXPORTERS = {"dynamo": True, "torchscript": False}
+
+
+def export(cfg: DictConfig) -> dict:
+    """Each checkpoint as ``<label>.onnx``, checked against PyTorch at two sizes."""
+    if cfg.exporter not in EXPORTERS:
+        raise ConfigError(f"exporter={cfg.exporter} is unknown; use one of {', '.join(EXPORTERS)}")
+    out_dir = Path(cfg.paths.output_dir)
+    files = {}
+    for path, label in labels(checkpoint_paths(cfg.ckpt_path)).items():
+        model, _ = network(path, torch.device("cpu"))
+        target = out_dir / f"{stem(label)}.onnx"
+        export_onnx(model, target, dynamo=EXPORTERS[cfg.exporter])
+        worst = check_parity(model, target, [(64, 96), (75, 50)])
+        print(f"{target}: largest |onnxruntime - PyTorch| logit difference {worst:.2e}")
+        files[str(target)] = worst
+    return {"exported": files, "output_dir": str(out_dir)}
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="export")
+@expected_errors
+def main(cfg: DictConfig) -> None:
+    OmegaConf.resolve(cfg)
+    export(cfg)
+
+
+if __name__ == "__main__":
+    run(main)
