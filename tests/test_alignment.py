@@ -99,13 +99,10 @@ def interior(mask: torch.Tensor, margin: int) -> torch.Tensor:
     high = F.max_pool2d(m, k, 1, margin)
     low = -F.max_pool2d(-m, k, 1, margin)
     keep = (high == low)[0, 0]
+    frame = torch.ones_like(keep)
     if margin:
-        keep[:margin], keep[-margin:], keep[:, :margin], keep[:, -margin:] = (
-            False,
-            False,
-            False,
-            False,
-        )
+        frame[margin:-margin, margin:-margin] = False
+        keep &= ~frame
     return keep
 
 
