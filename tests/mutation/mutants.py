@@ -1,5 +1,7 @@
 """Realistic bugs, each a single text replacement in one file, and the tests meant to catch it.
 
+The quick, focused test file comes first: the run stops at the first failure (``-x``).
+
 A mutant is (name, file, original text, replacement, pytest arguments). The original text must
 occur in the file exactly once, so that a refactor that moves it is reported, not skipped.
 """
@@ -15,11 +17,11 @@ class Mutant(NamedTuple):
     tests: tuple[str, ...]
 
 
-METRICS = ("tests/test_metrics.py", "tests/test_metric_cases.py")
-LOSS = ("tests/test_module.py", "tests/test_metric_cases.py")
-DATA = ("tests/test_data.py", "tests/test_alignment.py")
-MODELS = ("tests/test_models.py", "tests/test_padding_values.py")
-INFER = ("tests/test_inference.py", "tests/test_alignment.py")
+METRICS = ("tests/test_metric_cases.py", "tests/test_metrics.py")
+LOSS = ("tests/test_metric_cases.py", "tests/test_module.py")
+DATA = ("tests/test_alignment.py", "tests/test_data.py")
+MODELS = ("tests/test_padding_values.py", "tests/test_models.py")
+INFER = ("tests/test_alignment.py", "tests/test_inference.py")
 RESUME = ("tests/test_resume_boundaries.py",)
 RELIABILITY = ("tests/test_reliability.py", "-k", "killed or pickle or atomic or finite or nan")
 
