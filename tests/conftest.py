@@ -1,7 +1,9 @@
 """Shared fixtures: a generated VOC tree, the real data in ../shared/data, composed configs."""
 
+import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -25,6 +27,26 @@ def shared_data(name: str) -> Path:
             pytest.fail(f"{message}; under CI=true it must be there")
         pytest.skip(message)
     return path
+
+
+def under_ci() -> bool:
+    """True under CI=true, where a test that cannot run must fail rather than skip."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(message: str) -> None:
+    """Skip with message on a dev machine; fail with it under CI=true."""
+    if under_ci():
+        pytest.fail(f"{message}; under CI=true it must be there")
+    pytest.skip(message)
+
+
+def require(module: str, install: str) -> ModuleType:
+    """Import an optional package; skip without it (naming `install`), but fail under CI=true."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        skip_or_fail(f"{module} is not importable ({error}); install it with `{install}`")
 
 
 def voc_palette() -> list[int]:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import shared_data
+from conftest import shared_data, skip_or_fail
 from torch import nn
 
 from benchmarks import data_pipeline, learning, options, overhead, peers, roofline, throughput
@@ -115,7 +115,7 @@ def test_overhead_one_round(tmp_path):
 def run_peers(pair: list[str], tmp_path) -> dict:
     reason = available(pair[0])
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     out = tmp_path / "p.json"
     peers.main(["--pair", *pair, *TINY, "--no-memory", "--out", str(out)])
     (row,) = tables(out)["Ours against each peer"]

@@ -113,13 +113,19 @@ class LoaderResume(pl.Callback):
     it: the epoch would restart from its first batch. Here the state is loaded and the iterator
     made again, at the sampler's epoch, as Lightning's fix for that issue does. A no-op once
     Lightning loads the state itself.
+
+    On a resume at an epoch boundary (after the last batch, before or after validation) the
+    iterator is made again too, without the state: the early one was made at the sampler's
+    default epoch, and loader workers had already prefetched that epoch's order.
     """
 
     def on_train_start(self, trainer, pl_module) -> None:
         loop = trainer.fit_loop
-        if not (loop.restarting and loop._combined_loader_states_to_load and loop._data_fetcher):
+        if trainer.ckpt_path is None or loop._data_fetcher is None:
             return
-        loop._load_combined_loader_states()
+        restored = loop.restarting and loop._combined_loader_states_to_load
+        if restored and not loop.epoch_loop.batch_progress.is_last_batch:  # mid-epoch
+            loop._load_combined_loader_states()
         for loader in loop._combined_loader.flattened:
             for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
                 if hasattr(sampler, "set_epoch"):

@@ -204,6 +204,9 @@ class SegmentationDataModule(pl.LightningDataModule):
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=self.pin_memory,
             worker_init_fn=worker_init if workers > 0 else None,
+            # The workers' base seed comes from the loader's own generator, not torch's global
+            # RNG, so that remaking an iterator on resume leaves the model's dropout unchanged.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> StatefulDataLoader:

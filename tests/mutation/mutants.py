@@ -1,0 +1,97 @@
+"""Realistic bugs, each a single text replacement in one file, and the tests meant to catch it.
+
+The quick, focused test file comes first: the run stops at the first failure (``-x``).
+
+A mutant is (name, file, original text, replacement, pytest arguments). The original text must
+occur in the file exactly once, so that a refactor that moves it is reported, not skipped.
+"""
+
+from typing import NamedTuple
+
+
+class Mutant(NamedTuple):
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+METRICS = ("tests/test_metric_cases.py", "tests/test_metrics.py")
+LOSS = ("tests/test_metric_cases.py", "tests/test_module.py")
+DATA = ("tests/test_alignment.py", "tests/test_data.py")
+MODELS = ("tests/test_padding_values.py", "tests/test_models.py")
+INFER = ("tests/test_alignment.py", "tests/test_inference.py")
+RESUME = ("tests/test_resume_boundaries.py",)
+RELIABILITY = ("tests/test_reliability.py", "-k", "killed or pickle or atomic or finite or nan")
+
+MUTANTS = [
+    # the three that the suite once missed
+    Mutant("flip the image but not its mask", "seg/data/transforms.py",
+           "steps.append(A.HorizontalFlip(p=0.5))",
+           "steps.append(A.Lambda(image=lambda x, **k: x[:, ::-1].copy(), p=0.5))", DATA),
+    Mutant("pad the input top/left", "seg/models/__init__.py",
+           "images, (0, (-w) % MULTIPLE, 0, (-h) % MULTIPLE)",
+           "images, ((-w) % MULTIPLE, 0, (-h) % MULTIPLE, 0)", MODELS),
+    Mutant("RNG restored only mid-epoch", "seg/callbacks.py",
+           "        set_rng_states(states)\n",
+           "        if saved['mid_epoch']:\n            set_rng_states(states)\n", RESUME),
+    # metrics
+    Mutant("confusion matrix transposed", "seg/metrics.py",
+           "codes = target[keep] * k + preds[keep]", "codes = preds[keep] * k + target[keep]",
+           METRICS),
+    Mutant("fwIoU weighted by prediction", "seg/metrics.py",
+           '"fwIoU": (truth[union > 0] *', '"fwIoU": (predicted[union > 0] *', METRICS),
+    Mutant("mean accuracy from precision", "seg/metrics.py",
+           "acc = tp / truth", "acc = tp / predicted", METRICS),
+    Mutant("ignored pixels counted", "seg/metrics.py",
+           "keep = target != self.ignore_index", "keep = target >= 0", METRICS),
+    Mutant("mIoU averages absent classes as 0", "seg/metrics.py",
+           '"mIoU": iou.nanmean()', '"mIoU": iou.nan_to_num(0).mean()', METRICS),
+    # loss and optimisation
+    Mutant("class weights dropped from the loss", "seg/module.py",
+           "weight=self.class_weight,\n", "weight=None,\n", LOSS),
+    Mutant("loss reduction ignored", "seg/module.py",
+           "reduction=self.hparams.loss_reduction,", 'reduction="mean",', LOSS),
+    Mutant("bias learning-rate factor ignored", "seg/module.py",
+           '"lr": hp.lr * hp.bias_lr_factor,', '"lr": hp.lr,', LOSS),
+    Mutant("poly schedule without its power", "seg/module.py",
+           "factor = max(0.0, 1.0 - it / total) ** hp.poly_power",
+           "factor = max(0.0, 1.0 - it / total)", LOSS),
+    Mutant("median frequency inverted", "train.py",
+           "float(median / f) if f > 0", "float(f / median) if f > 0", LOSS),
+    # data
+    Mutant("crops pad masks with 0", "seg/data/transforms.py",
+           "fill_mask=ignore_index,", "fill_mask=0,", DATA),
+    Mutant("batches pad masks with 0", "seg/data/transforms.py",
+           "masks = torch.full((len(batch), height, width), ignore_index,",
+           "masks = torch.full((len(batch), height, width), 0,", DATA),
+    Mutant("masks rescaled bilinearly", "seg/data/transforms.py",
+           "return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST)",
+           "return A.Compose(steps, mask_interpolation=cv2.INTER_LINEAR)", DATA),
+    Mutant("same augmentation every epoch", "seg/data/sampler.py",
+           "sample_seed(self.seed, self.epoch, index)", "sample_seed(self.seed, 0, index)", DATA),
+    Mutant("label equal to num_classes accepted", "seg/data/voc.py",
+           "lut[(lut >= num_classes) & (lut != ignore_index)] = -1",
+           "lut[(lut > num_classes) & (lut != ignore_index)] = -1", DATA),
+    # models and inference
+    Mutant("bilinear kernel off-centre", "seg/models/layers.py",
+           "center = factor - 0.5", "center = factor - 1.0", MODELS),
+    Mutant("FCN skip scores dropped", "seg/models/fcn.py",
+           "x = up(x) + skip", "x = up(x)", MODELS),
+    Mutant("flip TTA not mirrored back", "seg/inference.py",
+           "logits = logits.flip(-1) if mirrored else logits", "logits = logits", INFER),
+    Mutant("sliding windows not averaged", "seg/inference.py",
+           "counts[:, :, y : y + wh, x : x + ww] += 1", "counts[:, :, y : y + wh, x : x + ww] = 1",
+           INFER),
+    Mutant("last window not flush with the edge", "seg/inference.py",
+           "        starts.append(last)", "        pass", INFER),
+    # checkpoints and resume
+    Mutant("checkpoints read with weights_only=False", "seg/checkpoint.py",
+           "weights_only=True)", "weights_only=False)", RELIABILITY),
+    Mutant("checkpoints written in place", "seg/callbacks.py",
+           'tmp = path.with_name(f".{path.name}.tmp")', "tmp = path", RELIABILITY),
+    Mutant("loader state loaded at an epoch boundary", "seg/callbacks.py",
+           "if restored and not loop.epoch_loop.batch_progress.is_last_batch:", "if restored:",
+           RESUME),
+]  # fmt: skip
