@@ -154,19 +154,23 @@ def flops(events) -> tuple[dict[str, int], dict[str, str]]:
     return counts, dtypes
 
 
-def batches(args, setup: Setup):
-    """Endless (images, masks): the CamVid recipe's loader, or one fixed batch (--synthetic)."""
-    if args.synthetic:
-        return cycle([inputs(setup)])
+def loader_batches(args, overrides: list[str] = ()):
+    """Endless (images, masks) from the CamVid recipe's training loader at `args.root`."""
     overrides = [
         f"data.num_workers={args.workers}",
         f"data.batch_size={args.batch_size}",
         f"data.crop_size=[{args.crop[0]},{args.crop[1]}]",
+        *overrides,
     ]
     datamodule = instantiate(camvid_recipe(args.root, overrides).data)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     return ((b["image"], b["mask"]) for _ in cycle([0]) for b in loader)
+
+
+def batches(args, setup: Setup):
+    """Endless (images, masks): the recipe's loader, or one fixed batch (--synthetic)."""
+    return cycle([inputs(setup)]) if args.synthetic else loader_batches(args)
 
 
 def run(args) -> tuple[list, float]:
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=CAMVID, help="CamVid in VOC layout")
     parser.add_argument("--synthetic", action="store_true", help="a fixed batch: no loader")
-    parser.add_argument("--workers", type=int, default=2, help="loader workers (the recipe's 2)")
+    parser.add_argument("--workers", type=int, default=2, help="loader workers (the recipe: 2)")
     parser.add_argument("--model", default="fcn8s/resnet18", help="arch/backbone")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--crop", type=int, nargs=2, default=[224, 288], metavar=("H", "W"))

@@ -43,9 +43,7 @@ def optimizer_for(model: nn.Module, setup: Setup) -> torch.optim.Optimizer:
     impl = optimizer_impl_kwargs(setup.optimizer_impl)
     if setup.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4, **impl)
-    return torch.optim.SGD(
-        model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4, **impl
-    )
+    return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4, **impl)
 
 
 def inputs(setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:
