@@ -108,7 +108,8 @@ class SegmentationModule(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         if self.hparams.compile and self._compiled is None:
             # Kept out of the module tree so that state_dict keys stay those of self.model.
-            object.__setattr__(self, "_compiled", torch.compile(self.model, mode=self.hparams.compile_mode))
+            compiled = torch.compile(self.model, mode=self.hparams.compile_mode)
+            object.__setattr__(self, "_compiled", compiled)
         return (self._compiled or self.model)(images)
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
