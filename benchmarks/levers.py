@@ -152,8 +152,10 @@ def loader_rows(args) -> list[dict]:
     for name, workers, overrides in variants:
         steps = []
         for w, extra in ((args.workers, []), (workers, overrides)):
-            model = build(args.model, 11).to(device, memory_format=torch.channels_last)
-            train_step = trainer_for(model, recipe(args))
+            setup = recipe(args)
+            layout = torch.channels_last if setup.channels_last else torch.contiguous_format
+            model = build(args.model, 11).to(device, memory_format=layout)
+            train_step = trainer_for(model, setup)
             source = loader_batches(Namespace(**{**vars(args), "workers": w}), extra)
             steps.append(lambda s=train_step, src=source: s(*next(src)))
         a, b = pair(args, *steps)

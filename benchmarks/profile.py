@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import conv_flop_count
 
@@ -107,6 +108,8 @@ def times(events, device: torch.device) -> dict[str, float]:
     """Microseconds per category, summed over the profiled steps."""
     micros = defaultdict(float)
     for event in events:
+        if event.device_type != DeviceType.CPU:
+            continue  # a kernel: its time is in the self device time of the op that launched it
         if event.name == "data wait":
             micros["data wait"] += event.cpu_time_total  # host time, on every device
             continue
