@@ -94,7 +94,8 @@ def upsampler_rows(args) -> list[dict]:
     setup = recipe(args)
     low = bf16_upsamplers(build(args.model, 11))
     a, b = pair(args, make_step(setup), make_step(setup, low))
-    return [ab_row(f"upsamplers in {args.precision}", a, b, "A keeps them in fp32 (UpConv)")]
+    notes = "A keeps them in fp32 (UpConv)" if args.device == "cpu" else "UpConv is plain on CUDA"
+    return [ab_row(f"upsamplers in {args.precision}", a, b, notes)]
 
 
 def batch_rows(args) -> list[dict]:
@@ -163,7 +164,7 @@ def loader_rows(args) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=LEVERS, default=LEVERS)
     parser.add_argument("--model", default="fcn8s/resnet18", help="arch/backbone")
@@ -189,6 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.precision = args.precision or ("16" if args.device == "cuda" else "bf16")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     if args.child:  # one arm of the allocator lever, in its own process
         allocator.child(args, make_step(recipe(args)))
         return
