@@ -65,6 +65,13 @@ def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
         raise (error.__cause__ or error) from None
 
 
+def auto_mixed_precision() -> str:
+    """trainer.precision=auto-mixed: bf16 where the GPU (or the CPU) supports it, else fp16."""
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        return "16-mixed"
+    return "bf16-mixed"
+
+
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     # Always on: exact mid-epoch resume and guarded, atomic checkpoints (see seg/checkpoint/).
@@ -75,6 +82,8 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     if cfg.trainer.get("sync_batchnorm") == "auto":
         # SyncBatchNorm needs CUDA; on CPU (gloo) each process keeps its own statistics.
         overrides["sync_batchnorm"] = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
+    if cfg.trainer.get("precision") == "auto-mixed":
+        overrides["precision"] = auto_mixed_precision()
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
@@ -105,6 +114,8 @@ def run_lock(run_dir: str):
 
 def fit(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(cfg.num_threads)
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
     if cfg.get("ckpt_path"):

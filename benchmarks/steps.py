@@ -1,7 +1,8 @@
 """One training or inference step of a network as a closure, and its peak memory in a fresh process.
 
 A training step is what the project's module does per batch: forward, per-pixel cross-entropy
-(ignore 255) in fp32, backward, SGD with momentum. Inference runs under ``torch.inference_mode``.
+(ignore 255) in fp32, backward, SGD with momentum (or the CamVid recipe's AdamW, with any of
+torch's optimizer implementations). Inference runs under ``torch.inference_mode``.
 Both honour ``precision`` ("32", "bf16" autocast on CPU or CUDA, "16" AMP on CUDA) and
 ``channels_last``.
 """
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 
 from benchmarks.common import autocast, sync
 from benchmarks.zoo import build
+from seg.module import optimizer_impl_kwargs
 
 
 @dataclass
@@ -32,6 +34,16 @@ class Setup:
     precision: str = "32"
     channels_last: bool = False
     device: str = "cpu"
+    optimizer: str = "sgd"  # or "adamw": lr 2e-3, weight decay 1e-4 (the CamVid recipe)
+    optimizer_impl: str = "auto"  # seg.module.OPTIMIZER_IMPLS
+
+
+def optimizer_for(model: nn.Module, setup: Setup) -> torch.optim.Optimizer:
+    """SGD as in the paper recipes, or AdamW as in the CamVid recipe."""
+    impl = optimizer_impl_kwargs(setup.optimizer_impl)
+    if setup.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4, **impl)
+    return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4, **impl)
 
 
 def inputs(setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +61,7 @@ def inputs(setup: Setup) -> tuple[torch.Tensor, torch.Tensor]:
 def trainer_for(model: nn.Module, setup: Setup) -> Callable[[Tensor, Tensor], None]:
     """A function training `model` one step on (images, masks) as `setup` says."""
     device = torch.device(setup.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    optimizer = optimizer_for(model, setup)
     scaler = torch.amp.GradScaler(device.type, enabled=setup.precision == "16")
     memory_format = torch.channels_last if setup.channels_last else torch.contiguous_format
 

@@ -22,6 +22,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 OPTIMIZERS = ("sgd", "adamw")
 REDUCTIONS = ("mean", "sum")
+# torch's optimizer implementations: auto (torch picks: for-loop on CPU, foreach on CUDA),
+# for_loop, foreach (one kernel per op over all tensors), fused (one kernel per step).
+OPTIMIZER_IMPLS = ("auto", "for_loop", "foreach", "fused")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class SegmentationModule(pl.LightningModule):
@@ -59,6 +63,8 @@ class SegmentationModule(pl.LightningModule):
         poly_power: float = 0.9,
         channels_last: bool = False,
         compile: bool = False,
+        compile_mode: str = "default",
+        optimizer_impl: str = "auto",
         eval_scale: float = 1.0,
         in_channels: int = 3,
     ) -> None:
@@ -71,6 +77,8 @@ class SegmentationModule(pl.LightningModule):
             raise ValueError(
                 f"model.loss_reduction={loss_reduction!r} is unknown; choose one of {REDUCTIONS}"
             )
+        check_choice("compile_mode", compile_mode, COMPILE_MODES)
+        check_choice("optimizer_impl", optimizer_impl, OPTIMIZER_IMPLS)
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(
                 f"model.class_weights has {len(class_weights)} values but the data has "
@@ -99,7 +107,8 @@ class SegmentationModule(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         if self.hparams.compile and self._compiled is None:
             # Kept out of the module tree so that state_dict keys stay those of self.model.
-            object.__setattr__(self, "_compiled", torch.compile(self.model))
+            compiled = torch.compile(self.model, mode=self.hparams.compile_mode)
+            object.__setattr__(self, "_compiled", compiled)
         return (self._compiled or self.model)(images)
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
@@ -186,12 +195,13 @@ class SegmentationModule(pl.LightningModule):
                 "weight_decay": hp.weight_decay if hp.bias_weight_decay else 0.0,
             },
         ]
+        impl = optimizer_impl_kwargs(hp.optimizer_impl)
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(
-                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+                groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, **impl
             )
         else:
-            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **impl)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: poly_factor(it, total, hp))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -203,3 +213,19 @@ def poly_factor(it: int, total: int, hp) -> float:
     if it < hp.warmup_iters:
         factor *= (it + 1) / hp.warmup_iters
     return factor
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse an unknown `model.<key>` value, listing the valid ones."""
+    if value not in choices:
+        raise ValueError(f"model.{key}={value!r} is unknown; choose one of {choices}")
+
+
+def optimizer_impl_kwargs(impl: str) -> dict[str, bool]:
+    """The ``foreach`` / ``fused`` arguments of torch's SGD and AdamW for ``optimizer_impl``."""
+    return {
+        "auto": {},
+        "for_loop": {"foreach": False},
+        "foreach": {"foreach": True},
+        "fused": {"fused": True},
+    }[impl]
