@@ -15,6 +15,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from seg.inference import infer
+from seg.losses import LossOptions, build_loss
 from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
 from seg.visualize import colourise, confusion_figure, denormalise, panel
@@ -49,7 +50,11 @@ class SegmentationModule(pl.LightningModule):
         std: list[float] = IMAGENET_STD,
         ignore_index: int = 255,
         class_weights: list[float] | None = None,
+        loss: str | dict[str, float] = "ce",
         loss_reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ohem_thresh: float = 0.7,
+        ohem_min_kept: int = 100_000,
         optimizer: str = "sgd",
         lr: float = 0.01,
         momentum: float = 0.9,
@@ -89,6 +94,13 @@ class SegmentationModule(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=False)
+        self.criterion = build_loss(
+            loss,
+            LossOptions(
+                ignore_index, class_weights, loss_reduction, label_smoothing, ohem_thresh,
+                ohem_min_kept,
+            ),
+        )  # fmt: skip
         self.val_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.test_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.val_loss = MeanMetric()
@@ -104,13 +116,8 @@ class SegmentationModule(pl.LightningModule):
         return (self._compiled or self.model)(images)
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
-        return F.cross_entropy(
-            logits.float(),
-            masks,
-            weight=self.class_weight,
-            ignore_index=self.hparams.ignore_index,
-            reduction=self.hparams.loss_reduction,
-        )
+        """The training loss, ``model.loss`` (seg/losses.py); validation reports cross-entropy."""
+        return self.criterion(logits, masks)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
