@@ -9,7 +9,8 @@ segmentation_models_pytorch's (imported on first use, so ``ce`` runs need no imp
   ``OHEMPixelSampler``: keep pixels whose true-class probability is below ``ohem_thresh``, and at
   least the ``ohem_min_kept`` hardest.
 - Lovász-softmax: Berman et al., CVPR 2018. Focal: Lin et al., ICCV 2017 (smp's one-vs-rest form).
-  Tversky: Salehi et al., 2017 (alpha = beta = 0.5 is Dice).
+  Tversky: Salehi et al., 2017, with their alpha = 0.3 (false positives), beta = 0.7 (false
+  negatives): missed pixels of a thin class cost more than false alarms (0.5 / 0.5 is Dice).
 """
 
 from collections.abc import Callable, Mapping
@@ -91,6 +92,8 @@ def _smp(name: str) -> Callable[[LossOptions], Loss]:
         kwargs = {"mode": "multiclass", "ignore_index": opts.ignore_index}
         if name != "LovaszLoss":  # Lovász-softmax has no class weights
             kwargs["class_weights"] = opts.class_weights
+        if name == "TverskyLoss":
+            kwargs |= {"alpha": 0.3, "beta": 0.7}
         criterion = getattr(losses, name)(**kwargs)
         return lambda logits, masks: criterion(logits.float(), masks)
 
