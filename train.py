@@ -20,6 +20,7 @@ from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 
 from seg.callbacks import AtomicCheckpointIO, FiniteCheckpoints, LoaderResume, RNGState  # noqa: E402
 from seg.checkpoint import init_from_checkpoint  # noqa: E402
+from seg.training import Budget, accumulation, parse_duration  # noqa: E402
 
 log = logging.getLogger("seg")
 
@@ -61,22 +62,39 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks += [RNGState(), LoaderResume(), FiniteCheckpoints()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.pop("budget", None):  # a clock instead of epochs (seg/training.py)
+        callbacks.append(Budget(parse_duration(cfg.trainer.budget)))
+        overrides |= {"max_epochs": -1, "max_steps": -1, "max_time": None}
     if cfg.trainer.get("sync_batchnorm") == "auto":
         # SyncBatchNorm needs CUDA; on CPU (gloo) each process keeps its own statistics.
         overrides["sync_batchnorm"] = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
-    return instantiate(
-        cfg.trainer,
+    trainer = instantiate(
+        trainer_cfg,
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],  # a killed write leaves the previous checkpoint whole
         **overrides,
     )
+    effective = cfg.data.get("effective_batch_size")
+    if effective:  # after construction: the device count is known only now
+        trainer.accumulate_grad_batches = accumulation(
+            effective, cfg.data.batch_size, trainer.num_devices, trainer.num_nodes
+        )
+    return trainer
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The datamodule of cfg.data; effective_batch_size is the trainer's (build_trainer)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data.pop("effective_batch_size", None)
+    return instantiate(data)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (and optionally test) as configured; return the final logged metrics."""
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     if cfg.get("init_from"):
         init_from_checkpoint(module.model, cfg.init_from)

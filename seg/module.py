@@ -229,7 +229,8 @@ class SegmentationModule(pl.LightningModule):
             )
         else:
             opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = self.trainer.estimated_stepping_batches  # inf under a time budget
+        total = max(1, int(steps)) if math.isfinite(steps) else 1
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: poly_factor(it, total, hp))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -238,9 +239,13 @@ class SegmentationModule(pl.LightningModule):
         checkpoint["hyper_parameters"]["weights"] = None
 
 
-def poly_factor(it: int, total: int, hp) -> float:
-    """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``."""
-    factor = max(0.0, 1.0 - it / total) ** hp.poly_power
+def poly_factor(it: int, total: int, hp, progress: float | None = None) -> float:
+    """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``.
+
+    ``progress`` replaces ``it / total`` when training runs to a clock (seg/training.py).
+    """
+    progress = it / total if progress is None else progress
+    factor = max(0.0, 1.0 - progress) ** hp.poly_power
     if it < hp.warmup_iters:
         factor *= (it + 1) / hp.warmup_iters
     return factor
