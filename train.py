@@ -110,6 +110,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             # Under hp/ so that these step-0 copies do not mix with the per-epoch curves.
             final = {f"hp/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
             logger.log_hyperparams(module.hparams, final)
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    for logger in trainer.loggers:  # trackers (MLflow, W&B, CSV) record where the best one is
+        if best_path and not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams({"best_checkpoint": best_path})
     if trainer.is_global_zero:
         run_dir = cfg.paths.output_dir
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
