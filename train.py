@@ -24,6 +24,7 @@ from seg import checkpoint  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
 from seg.tensorboard import log_hparams  # noqa: E402
+from seg.training import Budget, accumulation, parse_duration  # noqa: E402
 
 log = logging.getLogger("seg")
 
@@ -79,18 +80,35 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks += always
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.pop("budget", None):  # a clock instead of epochs (seg/training.py)
+        callbacks.append(Budget(parse_duration(cfg.trainer.budget)))
+        overrides |= {"max_epochs": -1, "max_steps": -1, "max_time": None}
     if cfg.trainer.get("sync_batchnorm") == "auto":
         # SyncBatchNorm needs CUDA; on CPU (gloo) each process keeps its own statistics.
         overrides["sync_batchnorm"] = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
     if cfg.trainer.get("precision") == "auto-mixed":
         overrides["precision"] = auto_mixed_precision()
-    return instantiate(
-        cfg.trainer,
+    trainer = instantiate(
+        trainer_cfg,
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[writer],
         **overrides,
     )
+    effective = cfg.data.get("effective_batch_size")
+    if effective:  # after construction: the device count is known only now
+        trainer.accumulate_grad_batches = accumulation(
+            effective, cfg.data.batch_size, trainer.num_devices, trainer.num_nodes
+        )
+    return trainer
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The datamodule of cfg.data; effective_batch_size is the trainer's (build_trainer)."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data.pop("effective_batch_size", None)
+    return instantiate(data)
 
 
 def plain(cfg: DictConfig) -> dict:
@@ -116,7 +134,7 @@ def fit(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
-    datamodule = instantiate(cfg.data)
+    datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     if cfg.get("ckpt_path"):
         checkpoint.check_resume(cfg.ckpt_path, dict(module.hparams))
@@ -134,6 +152,10 @@ def fit(cfg: DictConfig) -> dict[str, float]:
             # The HPARAMS tab reads the metrics' own last values: no copies in the Scalars tab.
             final = [k for k in metrics if k.startswith(("val/", "test/"))]
             log_hparams(logger.experiment, dict(module.hparams), final)
+    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    for logger in trainer.loggers:  # trackers (MLflow, W&B, CSV) record where the best one is
+        if best_path and not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams({"best_checkpoint": best_path})
     if trainer.is_global_zero:
         run_dir = cfg.paths.output_dir
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -15,6 +15,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from seg.evaluation import evaluate_batch
+from seg.losses import LossOptions, build_loss
 from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
 
@@ -52,7 +53,11 @@ class SegmentationModule(pl.LightningModule):
         std: list[float] = IMAGENET_STD,
         ignore_index: int = 255,
         class_weights: list[float] | None = None,
+        loss: str | dict[str, float] = "ce",
         loss_reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        ohem_thresh: float = 0.7,
+        ohem_min_kept: int = 100_000,
         optimizer: str = "sgd",
         lr: float = 0.01,
         momentum: float = 0.9,
@@ -96,6 +101,13 @@ class SegmentationModule(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=False)
+        self.criterion = build_loss(
+            loss,
+            LossOptions(
+                ignore_index, class_weights, loss_reduction, label_smoothing, ohem_thresh,
+                ohem_min_kept,
+            ),
+        )  # fmt: skip
         self.val_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.test_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.val_loss = MeanMetric()
@@ -112,13 +124,8 @@ class SegmentationModule(pl.LightningModule):
         return (self._compiled or self.model)(images)
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
-        return F.cross_entropy(
-            logits.float(),
-            masks,
-            weight=self.class_weight,
-            ignore_index=self.hparams.ignore_index,
-            reduction=self.hparams.loss_reduction,
-        )
+        """The training loss, ``model.loss`` (seg/losses.py); validation reports cross-entropy."""
+        return self.criterion(logits, masks)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
@@ -202,14 +209,19 @@ class SegmentationModule(pl.LightningModule):
             )
         else:
             opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **impl)
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps = self.trainer.estimated_stepping_batches  # inf under a time budget
+        total = max(1, int(steps)) if math.isfinite(steps) else 1
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: poly_factor(it, total, hp))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def poly_factor(it: int, total: int, hp) -> float:
-    """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``."""
-    factor = max(0.0, 1.0 - it / total) ** hp.poly_power
+def poly_factor(it: int, total: int, hp, progress: float | None = None) -> float:
+    """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``.
+
+    ``progress`` replaces ``it / total`` when training runs to a clock (seg/training.py).
+    """
+    progress = it / total if progress is None else progress
+    factor = max(0.0, 1.0 - progress) ** hp.poly_power
     if it < hp.warmup_iters:
         factor *= (it + 1) / hp.warmup_iters
     return factor

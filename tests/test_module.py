@@ -31,7 +31,9 @@ def test_class_weights_enter_the_loss():
     masks = torch.tensor([[[0, 1]]])
     # weighted mean: (1 * log2 + 3 * log2) / (1 + 3) = log 2; sum reduction: 4 log 2
     assert float(module.loss(logits, masks)) == pytest.approx(torch.log(torch.tensor(2.0)).item())
-    module.hparams.loss_reduction = "sum"
+    module = SegmentationModule(
+        "fcn8s", "tiny", num_classes=2, class_weights=[1.0, 3.0], loss_reduction="sum"
+    )
     assert float(module.loss(logits, masks)) == pytest.approx(
         4 * torch.log(torch.tensor(2.0)).item()
     )

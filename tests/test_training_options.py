@@ -1,0 +1,156 @@
+"""Training options: EMA, early stopping, effective batch size, a wall-clock budget."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import FAST_TRAIN, compose, write_voc_tree
+from pytorch_lightning.callbacks import timer
+
+from seg.checkpoint import read_checkpoint
+from seg.module import SegmentationModule
+from seg.training import accumulation, parse_duration
+from train import build_datamodule, build_trainer, train
+
+# 8 train images in batches of 2: 4 steps per epoch, seconds per run.
+RUN = [
+    *FAST_TRAIN, "data.crop_size=32", "data.batch_size=2", "trainer.deterministic=true",
+    "logger=csv", "~callbacks.progress", "++trainer.enable_progress_bar=false",
+    "callbacks.steps.every_n_train_steps=3", "model.optimizer=adamw", "model.lr=0.01",
+]  # fmt: skip
+EMA = ["callbacks=[default,ema]", "callbacks.ema.decay=0.5"]
+
+
+class Crash(pl.Callback):
+    """Raise before training step ``step``: everything in memory is lost."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+class Clock:
+    """A fake ``time.monotonic`` for Lightning's Timer: one second per training step."""
+
+    now = 1000.0
+
+    @staticmethod
+    def monotonic() -> float:
+        return Clock.now
+
+
+class Tick(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        Clock.now += 1.0
+
+
+def run(tmp_path, name: str, overrides: list[str]) -> dict:
+    return train(compose("train", [*RUN, *overrides], tmp_path / name))
+
+
+def test_ema_validates_and_checkpoints_the_average_and_resumes_bit_exact(tmp_path):
+    root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
+    common = [*EMA, f"data.root={root}", "trainer.max_epochs=2"]
+    whole = run(tmp_path, "whole", common)
+    crash = ["+callbacks.crash._target_=test_training_options.Crash", "+callbacks.crash.step=7"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path, "parts", [*common, *crash])
+    last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
+    assert read_checkpoint(last)["global_step"] == 6  # mid-epoch
+    resumed = run(tmp_path, "parts", [*common, f"ckpt_path={last}"])
+    assert resumed["val/mIoU"] == whole["val/mIoU"]
+    a = read_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(last)
+    for key in ("state_dict", "averaging_state"):  # the average and its update count
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            torch.testing.assert_close(b[key][name], a[key][name], rtol=0, atol=0)
+    # The current weights' path: AdamW's moments hold every gradient of the run. (The weights
+    # themselves are the average at the end of training: Lightning copies it over them.)
+    states = [c["optimizer_states"][0]["state"].values() for c in (a, b)]
+    for x, y in zip(*states, strict=True):
+        torch.testing.assert_close(y["exp_avg"], x["exp_avg"], rtol=0, atol=0)
+        torch.testing.assert_close(y["exp_avg_sq"], x["exp_avg_sq"], rtol=0, atol=0)
+    averaged, current = a["state_dict"], a["current_model_state"]
+    assert any(not torch.equal(averaged[k], current[k]) for k in averaged)  # EMA really on
+    # The best checkpoint holds the average, and scoring it again gives the logged val/mIoU.
+    (best,) = (tmp_path / "whole" / "checkpoints").glob("best-*.ckpt")
+    module = SegmentationModule.load_from_checkpoint(best, weights_only=True)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    cfg = compose("train", [*RUN, *common], tmp_path / "eval")
+    (scored,) = trainer.validate(module, datamodule=build_datamodule(cfg), verbose=False)
+    states = read_checkpoint(best)["callbacks"].values()
+    logged = next(s["best_model_score"] for s in states if s.get("monitor") == "val/mIoU")
+    assert scored["val/mIoU"] == pytest.approx(float(logged), abs=1e-6)
+
+
+def test_early_stopping_stops_when_val_miou_stops_improving(tmp_path):
+    root = write_voc_tree(tmp_path / "voc", {"train": 4, "val": 2})
+    run(tmp_path, "run", [
+        f"data.root={root}", "callbacks=[default,early_stopping]",
+        "callbacks.early_stopping.patience=1", "trainer.max_epochs=10", "model.lr=0",
+    ])  # fmt: skip
+    # lr 0: epoch 0 sets the best, epoch 1 does not beat it, so training ends after 2 epochs.
+    last = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (1, 4)
+
+
+def test_accumulation_from_effective_batch_devices_and_nodes():
+    assert accumulation(16, 2, devices=1) == 8
+    assert accumulation(16, 2, devices=2) == 4
+    assert accumulation(64, 4, devices=4, nodes=2) == 2
+    with pytest.raises(ValueError, match=r"effective_batch_size=12 .*\(4\) x devices \(2\)"):
+        accumulation(12, 4, devices=2)
+
+
+@pytest.mark.parametrize(("processes", "expected"), [(1, 4), (2, 2)])
+def test_effective_batch_size_sets_the_trainers_accumulation(processes, expected, tmp_path):
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", f"trainer.devices={processes}"]
+    cfg = compose("train", [*RUN, *ddp, "+data.effective_batch_size=8"], tmp_path)
+    assert build_trainer(cfg).accumulate_grad_batches == expected
+
+
+def test_effective_batch_size_trains_with_fewer_optimizer_steps(tmp_path):
+    root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
+    run(tmp_path, "run", [f"data.root={root}", "+data.effective_batch_size=4"])
+    last = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert last["global_step"] == 4  # 2 epochs x 4 batches / 2 accumulated
+
+
+def test_parse_duration():
+    assert [parse_duration(t) for t in ("90s", "20m", "1.5h", "45", 30)] == [90, 1200, 5400, 45, 30]
+    with pytest.raises(ValueError, match="trainer.budget='20 minutes'.*s, m or h"):
+        parse_duration("20 minutes")
+
+
+def budget_state(path) -> tuple[int, float, float]:
+    """(global step, budget seconds spent, learning rate) saved in a checkpoint."""
+    ckpt = read_checkpoint(path)
+    (state,) = [s for k, s in ckpt["callbacks"].items() if k.startswith("Budget")]
+    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
+    return ckpt["global_step"], state["time_elapsed"]["train"], lr
+
+
+def test_budget_stops_validates_decays_and_resumes_the_same_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(timer, "time", Clock)  # 1 s per step: 5 steps in a 5 s budget
+    root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
+    common = [
+        f"data.root={root}", "trainer.budget=5s", "trainer.check_val_every_n_epoch=1000",
+        "callbacks.steps.every_n_train_steps=1",
+        "+callbacks.tick._target_=test_training_options.Tick",
+    ]  # fmt: skip
+    whole = run(tmp_path, "whole", common)
+    assert "val/mIoU" in whole  # the stopping epoch was validated despite every_n_epoch=1000
+    crash = ["+callbacks.crash._target_=test_training_options.Crash", "+callbacks.crash.step=3"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(tmp_path, "parts", [*common, *crash])
+    last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
+    assert budget_state(last)[:2] == (3, 3.0)
+    resumed = run(tmp_path, "parts", [*common, f"ckpt_path={last}"])
+    # The resumed run spent only the 2 s left, and ended where the whole run ended.
+    step, spent, lr = budget_state(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    assert (step, spent) == (5, 5.0) and budget_state(last) == (step, spent, lr)
+    assert resumed["val/mIoU"] == whole["val/mIoU"]
+    assert lr == pytest.approx(0.01 * (1 - 4 / 5) ** 0.9)  # poly over seconds, set after step 4
