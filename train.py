@@ -16,6 +16,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra.errors import InstantiationException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
+from lightning_fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
 from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
@@ -63,7 +64,24 @@ def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:
             class_weights=class_weights(plain(cfg.model).get("class_weights"), datamodule),
         )
     except InstantiationException as error:  # show our own message, not Hydra's wrapper
-        raise (error.__cause__ or error) from None
+        raise refused(error, "model") from None
+
+
+def refused(error: InstantiationException, key: str) -> BaseException:
+    """What to raise when Hydra could not build ``cfg.<key>``: the cause, or a ConfigError.
+
+    An unknown key (``+data.colour=1``) or a value Lightning refuses (``trainer.max_epochs=-5``,
+    ``trainer.precision=17``) is the user's to fix, and says so in one paragraph.
+    """
+    cause = error.__cause__ or error
+    unknown = isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause)
+    lightning = isinstance(cause, MisconfigurationException) or (
+        key == "trainer" and isinstance(cause, ValueError)
+    )
+    if not (unknown or lightning):
+        return cause
+    detail = str(cause).strip().splitlines()[0].split("__init__() ")[-1]
+    return ConfigError(f"{key}: {detail}. Check the {key}.* keys (see configs/{key}/)")
 
 
 def auto_mixed_precision() -> str:
@@ -89,13 +107,16 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
         overrides["sync_batchnorm"] = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
     if cfg.trainer.get("precision") == "auto-mixed":
         overrides["precision"] = auto_mixed_precision()
-    trainer = instantiate(
-        trainer_cfg,
-        callbacks=callbacks,
-        logger=loggers or False,
-        plugins=[writer],
-        **overrides,
-    )
+    try:
+        trainer = instantiate(
+            trainer_cfg,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[writer],
+            **overrides,
+        )
+    except InstantiationException as error:
+        raise refused(error, "trainer") from None
     effective = cfg.data.get("effective_batch_size")
     if effective:  # after construction: the device count is known only now
         trainer.accumulate_grad_batches = accumulation(
@@ -108,7 +129,10 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     """The datamodule of cfg.data; effective_batch_size is the trainer's (build_trainer)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("effective_batch_size", None)
-    return instantiate(data)
+    try:
+        return instantiate(data)
+    except InstantiationException as error:
+        raise refused(error, "data") from None
 
 
 def plain(cfg: DictConfig) -> dict:

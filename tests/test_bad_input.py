@@ -59,6 +59,14 @@ CONFIG = {
     "class weights unknown word": ("model.class_weights=inverse", "median_frequency"),
     "class weights negative": (f"model.class_weights=[{','.join(['-1'] * 21)}]", "class_weights"),
 }
+# Refused when the object is built: the message names the key.
+BUILT = {
+    "unknown data key": ("+data.colour=1", "data: got an unexpected keyword argument 'colour'"),
+    "unknown model key": ("+model.dropout=0.5", "model: got an unexpected keyword argument"),
+    "negative max_epochs": ("trainer.max_epochs=-5", "trainer: `max_epochs` must be"),
+    "unknown precision": ("trainer.precision=17", "trainer: Precision 17 is invalid"),
+    "unknown strategy": ("trainer.strategy=ddp_nope", "trainer: You selected an invalid strategy"),
+}
 
 # Damaged data: the file (or path) the message must name.
 DATA = ["root missing", "split file missing", "split file empty", "image missing",
@@ -232,6 +240,14 @@ def test_bad_config(case, tmp_path, capsys):
     assert "ConfigError" in err and "RootNotFoundError" not in err  # before the data
     assert_one_paragraph(err, named)
     assert sentinel.read_bytes() == b"earlier checkpoint"
+
+
+@pytest.mark.parametrize("case", BUILT)
+def test_bad_key_refused_when_built(case, good, tmp_path, capsys):
+    override, named = BUILT[case]
+    err = run_main("train", [override, f"data.root={good['root']}"], tmp_path / "run", capsys)
+    assert "ConfigError" in err
+    assert_one_paragraph(err, named)
 
 
 @pytest.mark.parametrize("case", DATA)
