@@ -83,7 +83,7 @@ def iou_bars(results: list[dict]):
 
     names = list(results[0]["iou"])
     height = 1 / (len(results) + 0.5)
-    fig, ax = plt.subplots(figsize=(6, 0.8 + 0.3 * len(names) * max(1, len(results) / 2)), dpi=90)
+    fig, ax = plt.subplots(figsize=(5, 0.8 + 0.3 * len(names) * max(1, len(results) / 2)), dpi=90)
     for i, r in enumerate(results):
         values = [100 * (r["iou"][n] or 0) for n in names]
         ax.barh(np.arange(len(names)) + i * height, values, height, label=r["checkpoint"])

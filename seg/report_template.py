@@ -86,6 +86,15 @@ figcaption { font-weight: 600; margin-bottom: 4px; }
 </section>
 {% endif %}
 </div>
+<section id="worst" class="worst">
+<h2>The {{ worst|length }} worst images: {{ best.checkpoint }}</h2>
+<p class="note">image | ground truth | prediction | errors (red: wrong; grey: right), lowest mean IU
+first.</p>
+{% for w in worst %}
+<figure><figcaption>{{ w.id }}: mean IU {{ pct(w.mIoU) }}</figcaption>
+<img alt="{{ w.id }}" src="{{ w.uri }}"></figure>
+{% endfor %}
+</section>
 <section id="per-image">
 <h2>Per image: {{ best.checkpoint }}</h2>
 <p class="note">mIoU over the classes present in the truth or the prediction. Click a header to
@@ -101,15 +110,6 @@ sort; every checkpoint's rows are in per_image.csv.</p>
 {% endfor %}
 </table>
 </div>
-</section>
-<section id="worst" class="worst">
-<h2>The {{ worst|length }} worst images: {{ best.checkpoint }}</h2>
-<p class="note">image | ground truth | prediction | errors (red: wrong; grey: right), lowest mean IU
-first.</p>
-{% for w in worst %}
-<figure><figcaption>{{ w.id }}: mean IU {{ pct(w.mIoU) }}</figcaption>
-<img alt="{{ w.id }}" src="{{ w.uri }}"></figure>
-{% endfor %}
 </section>
 </main>
 <script>

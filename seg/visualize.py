@@ -69,24 +69,26 @@ def legend(
 ) -> np.ndarray:
     """Colour swatches with their names, wrapped into rows ``width`` pixels wide: ``(h, width, 3)``.
 
-    Each swatch is a solid ``SWATCH`` x ``SWATCH`` square of exactly the item's colour, so the
-    legend can be checked pixel by pixel.
+    Each swatch is a solid square of exactly the item's colour (at least ``SWATCH`` pixels a
+    side), so the legend can be checked pixel by pixel. Text and swatches grow with ``width``, so
+    that a wide panel shown scaled down in a page keeps a legible legend.
     """
-    font = ImageFont.load_default(size=FONT_SIZE)
-    row_h = SWATCH + PAD
-    spots, x, y = [], PAD, PAD
+    scale = max(1.0, width / 1100)
+    swatch, pad = round(SWATCH * scale), round(PAD * scale)
+    font = ImageFont.load_default(size=round(FONT_SIZE * scale))
+    spots, x, y = [], pad, pad
     for name, colour in items:
-        w = SWATCH + 4 + int(font.getlength(name)) + 2 * PAD
-        if x + w > width and x > PAD:
-            x, y = PAD, y + row_h
+        w = swatch + pad + int(font.getlength(name)) + 2 * pad
+        if x + w > width and x > pad:
+            x, y = pad, y + swatch + pad
         spots.append((x, y, name, tuple(int(c) for c in colour)))
         x += w
-    canvas = Image.new("RGB", (width, y + row_h + PAD // 2), (background,) * 3)
+    canvas = Image.new("RGB", (width, y + swatch + pad + pad // 2), (background,) * 3)
     draw = ImageDraw.Draw(canvas)
     for x, y, name, colour in spots:
-        draw.rectangle([x, y, x + SWATCH - 1, y + SWATCH - 1], fill=colour)
+        draw.rectangle([x, y, x + swatch - 1, y + swatch - 1], fill=colour)
         draw.text(
-            (x + SWATCH + 4, y + SWATCH // 2), name, fill=(20, 20, 20), font=font, anchor="lm"
+            (x + swatch + pad, y + swatch // 2), name, fill=(20, 20, 20), font=font, anchor="lm"
         )
     return np.asarray(canvas)
 

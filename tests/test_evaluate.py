@@ -24,13 +24,14 @@ def write_checkpoint(
     path: Path, num_classes: int = 21, step: int = 10, seed: int | None = None, label: int = 1
 ) -> Path:
     """A train.py-style tiny FCN-32s checkpoint: ``label`` everywhere, or random scores (seed)."""
+    if seed is not None:
+        torch.manual_seed(seed)  # the backbone's random init too: the same network every run
     model = build_model("fcn32s", "tiny", num_classes, weights=None)
     score = model.decoder.score["32"]
     with torch.no_grad():
         if seed is None:
             score.bias[label] = 1.0  # zero weights: every pixel scores this class highest
         else:
-            torch.manual_seed(seed)
             score.weight.normal_(std=2.0)
     hparams = dict(arch="fcn32s", backbone="tiny", num_classes=num_classes, weights=None)
     hparams |= dict(class_names=VOC_CLASSES[:num_classes], mean=MEAN, std=STD, ignore_index=255)
