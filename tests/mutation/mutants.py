@@ -19,7 +19,7 @@ class Mutant(NamedTuple):
 
 METRICS = ("tests/test_metric_cases.py", "tests/test_metrics.py")
 LOSS = ("tests/test_metric_cases.py", "tests/test_module.py")
-DATA = ("tests/test_alignment.py", "tests/test_data.py")
+DATA = ("tests/test_alignment.py", "tests/test_data_edges.py", "tests/test_data.py")
 MODELS = ("tests/test_padding_values.py", "tests/test_models.py")
 INFER = ("tests/test_alignment.py", "tests/test_inference.py")
 RESUME = ("tests/test_resume_boundaries.py",)
