@@ -1,9 +1,14 @@
 """Training options: EMA, early stopping, effective batch size, a wall-clock budget."""
 
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import FAST_TRAIN, compose, write_voc_tree
+from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 from pytorch_lightning.callbacks import timer
 
 from seg.checkpoint import read_checkpoint
@@ -44,6 +49,12 @@ class Clock:
 class Tick(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         Clock.now += 1.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run(tmp_path, name: str, overrides: list[str]) -> dict:
@@ -154,3 +165,18 @@ def test_budget_stops_validates_decays_and_resumes_the_same_budget(tmp_path, mon
     assert (step, spent) == (5, 5.0) and budget_state(last) == (step, spent, lr)
     assert resumed["val/mIoU"] == whole["val/mIoU"]
     assert lr == pytest.approx(0.01 * (1 - 4 / 5) ** 0.9)  # poly over seconds, set after step 4
+
+
+@pytest.mark.slow  # two gloo processes in a subprocess: about 20 s idle
+def test_effective_batch_size_under_two_processes_takes_the_same_steps(tmp_path):
+    root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
+    out = tmp_path / "run"
+    command = [sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu", *RUN,
+               f"data.root={root}", "+data.effective_batch_size=8",
+               f"hydra.run.dir={out}"]  # fmt: skip
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in done.stderr + done.stdout
+    # 8 images / 2 processes / batch 2 = 2 batches per epoch, accumulated into 1 step of 8.
+    assert read_checkpoint(out / "checkpoints" / "last.ckpt")["global_step"] == 2
