@@ -5,10 +5,10 @@
     python -m benchmarks.report_screenshot --report <dir or report.html>
 
 The short run is the CamVid recipe at a third of CamVid's scale for 60 steps (3 epochs of 20
-batches of 4, a periodic checkpoint each): 28 minutes on 2 CPU cores shared with other jobs. Its three
-periodic checkpoints are evaluated on CamVid val, and the page is rendered by Debian's
-``chromium`` (``apt-get install chromium``) with networking off. The screenshot is checked not
-to be blank and written to docs/report.png, which README.md shows.
+batches of 4, a periodic checkpoint each): 28 minutes on 2 CPU cores shared with other jobs.
+Its three periodic checkpoints are evaluated on CamVid val, and the page is rendered by
+Debian's ``chromium`` (``apt-get install chromium``) with networking off. The screenshot is
+checked not to be blank and written to docs/report.png, which README.md shows.
 """
 
 import argparse
