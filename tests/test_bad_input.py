@@ -20,6 +20,8 @@ from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 from PIL import Image
 
 import evaluate
+import export
+import predict
 import train
 from seg import cli
 from seg.checkpoint import RunLock
@@ -103,9 +105,9 @@ RESUME = {
 }
 
 MISUSE = ["run directory locked", "run directory under a file", "weights file missing",
-          "init_from all zeros", "eval glob matches nothing", "eval predict.input missing",
-          "eval export unknown", "eval folder of bad checkpoints", "eval without ckpt_path",
-          "doctor root missing"]  # fmt: skip
+          "init_from all zeros", "eval glob matches nothing", "predict input missing",
+          "export exporter unknown", "eval predict key moved", "eval folder of bad checkpoints",
+          "eval without ckpt_path", "doctor root missing"]  # fmt: skip
 
 
 class Payload:
@@ -209,7 +211,8 @@ def break_data(case: str, root: Path) -> tuple[list[str], str]:
 def run_main(program: str, overrides: list[str], out: Path, capsys) -> str:
     """Call the program's decorated ``main`` as Hydra would; return stderr, asserting exit 2."""
     cfg = compose(program, [*(TRAIN if program == "train" else []), *overrides], out)
-    entry = train.main if program == "train" else evaluate.main
+    entry = {"train": train.main, "eval": evaluate.main, "predict": predict.main}.get(program)
+    entry = entry or export.main
     with pytest.raises(SystemExit) as stopped:
         entry(cfg)
     err = capsys.readouterr().err
@@ -299,13 +302,16 @@ def misuse(case: str, good: dict, tmp_path: Path) -> tuple[str, list[str], str]:
         return "train", [root, f"init_from={tmp_path / 'zeros.ckpt'}"], "all of them are zero"
     if case == "eval glob matches nothing":
         return "eval", [root, f"ckpt_path='{tmp_path}/*.ckpt'"], "matches no checkpoint"
-    if case == "eval predict.input missing":
+    if case == "predict input missing":
         missing = tmp_path / "photos"
-        return "eval", [root, f"ckpt_path={good['file']}", f"predict.input={missing}"], "photos"
+        return "predict", [f"ckpt_path={good['file']}", f"input={missing}"], "photos"
+    if case == "eval predict key moved":
+        moved = [root, f"ckpt_path={good['file']}", f"predict.input={tmp_path}"]
+        return "eval", moved, "python predict.py"
     if case == "eval without ckpt_path":
         return "eval", [root, "ckpt_path=???"], "ckpt_path=<value>"
-    if case == "eval export unknown":
-        return "eval", [root, f"ckpt_path={good['file']}", "export=tflite"], "export=tflite"
+    if case == "export exporter unknown":
+        return "export", [f"ckpt_path={good['file']}", "exporter=tflite"], "exporter=tflite"
     # eval folder of bad checkpoints: each is listed, none aborts the others
     (tmp_path / "ckpts").mkdir()
     for kind in ("empty", "text", "number"):
