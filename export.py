@@ -28,10 +28,10 @@ def export(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     files = {}
     for path, label in labels(checkpoint_paths(cfg.ckpt_path)).items():
-        model, _ = network(path, torch.device("cpu"))
-        target = out_dir / f"{stem(label)}.onnx"
-        export_onnx(model, target, dynamo=EXPORTERS[cfg.exporter])
-        worst = check_parity(model, target, [(64, 96), (75, 50)])
+        model, info = network(path, torch.device("cpu"))
+        target, channels = out_dir / f"{stem(label)}.onnx", info.get("in_channels", 3)
+        export_onnx(model, target, dynamo=EXPORTERS[cfg.exporter], channels=channels)
+        worst = check_parity(model, target, [(64, 96), (75, 50)], channels)
         print(f"{target}: largest |onnxruntime - PyTorch| logit difference {worst:.2e}")
         files[str(target)] = worst
     return {"exported": files, "output_dir": str(out_dir)}

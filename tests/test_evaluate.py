@@ -21,12 +21,17 @@ MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 def write_checkpoint(
-    path: Path, num_classes: int = 21, step: int = 10, seed: int | None = None, label: int = 1
+    path: Path,
+    num_classes: int = 21,
+    step: int = 10,
+    seed: int | None = None,
+    label: int = 1,
+    in_channels: int = 3,
 ) -> Path:
     """A train.py-style tiny FCN-32s checkpoint: ``label`` everywhere, or random scores (seed)."""
     if seed is not None:
         torch.manual_seed(seed)  # the backbone's random init too: the same network every run
-    model = build_model("fcn32s", "tiny", num_classes, weights=None)
+    model = build_model("fcn32s", "tiny", num_classes, weights=None, in_channels=in_channels)
     score = model.decoder.score["32"]
     with torch.no_grad():
         if seed is None:
@@ -34,7 +39,13 @@ def write_checkpoint(
         else:
             score.weight.normal_(std=2.0)
     hparams = dict(arch="fcn32s", backbone="tiny", num_classes=num_classes, weights=None)
-    hparams |= dict(class_names=VOC_CLASSES[:num_classes], mean=MEAN, std=STD, ignore_index=255)
+    hparams |= dict(in_channels=in_channels) if in_channels != 3 else {}
+    hparams |= dict(
+        class_names=VOC_CLASSES[:num_classes],
+        mean=[*MEAN, *MEAN][:in_channels],
+        std=[*STD, *STD][:in_channels],
+        ignore_index=255,
+    )
     hparams["palette"] = np.array(voc_palette()).reshape(256, 3)[:num_classes].tolist()
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,3 +30,12 @@ def test_onnx_logits_match_pytorch_at_sizes_not_multiples_of_32(tmp_path):
         assert logits.shape == (shape[0], 5, *shape[2:])
         assert len(np.unique(expected.argmax(1))) > 1  # not a constant prediction
         np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-4)
+
+
+def test_a_four_band_network_exports_with_four_band_inputs(tmp_path):
+    ckpt = write_checkpoint(tmp_path / "bands.ckpt", num_classes=3, seed=0, in_channels=4)
+    overrides = [f"ckpt_path={ckpt}", "exporter=torchscript"]
+    out = export(compose("export", overrides, tmp_path / "out"))
+    (path,) = out["exported"]
+    assert out["exported"][path] < 1e-4
+    assert onnx_logits(path, np.zeros((1, 4, 40, 56), np.float32)).shape == (1, 3, 40, 56)
