@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from seg.data.encodings import label_lut
 from seg.data.sampler import SeededSampler
-from seg.data.voc import label_lut
 
 
 def test_labels_from_num_classes_up_are_refused_but_ignore_is_kept():
