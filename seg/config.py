@@ -105,4 +105,4 @@ def validate(config: dict) -> None:
     model, data = config.get("model") or {}, config.get("data") or {}
     names = data.get("class_names")
     check_model(model, len(names) if isinstance(names, list) else None)
-    check_data(data, int(model.get("in_channels", 3)))
+    check_data(data, int(model.get("in_channels", data.get("in_channels", 3))))

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from seg.config import ConfigError
+
 Loss = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -114,15 +116,15 @@ def parse_loss(spec: str | Mapping[str, float]) -> dict[str, float]:
     """``"ce"`` or ``{"ce": 1.0, "lovasz": 0.5}`` -> a plain ``{name: weight}`` dict, checked."""
     terms = {spec: 1.0} if isinstance(spec, str) else dict(spec)
     if not terms:
-        raise ValueError("model.loss is empty; give a loss name or {name: weight, ...}")
+        raise ConfigError("model.loss is empty; give a loss name or {name: weight, ...}")
     for name, weight in terms.items():
         if name not in LOSSES:
-            raise ValueError(
+            raise ConfigError(
                 f"model.loss has unknown loss {name!r}; valid names are {sorted(LOSSES)}, "
                 f"given alone (model.loss=lovasz) or weighted ('model.loss={{ce: 1, lovasz: 0.5}}')"
             )
         if not isinstance(weight, int | float) or isinstance(weight, bool):
-            raise ValueError(f"model.loss weight of {name!r} must be a number, got {weight!r}")
+            raise ConfigError(f"model.loss weight of {name!r} must be a number, got {weight!r}")
     return {name: float(weight) for name, weight in terms.items()}
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Timer
 
+from seg.config import ConfigError
 from seg.module import poly_factor
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -22,7 +23,7 @@ def parse_duration(text: str | int | float) -> float:
     """``"90s"``, ``"20m"``, ``"1.5h"`` (a bare number is seconds) -> seconds."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not match or float(match.group(1)) <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"trainer.budget={text!r} is not a duration; write a positive number with s, m or h, "
             f"e.g. trainer.budget=20m or trainer.budget=1.5h"
         )
@@ -33,7 +34,7 @@ def accumulation(effective: int, batch_size: int, devices: int, nodes: int = 1) 
     """Batches to accumulate so that each optimiser step sees ``effective`` samples."""
     per_step = batch_size * devices * nodes
     if effective <= 0 or effective % per_step:
-        raise ValueError(
+        raise ConfigError(
             f"data.effective_batch_size={effective} is not a positive multiple of data.batch_size "
             f"({batch_size}) x devices ({devices}) x nodes ({nodes}) = {per_step}; choose a "
             f"multiple of {per_step} or change data.batch_size"
