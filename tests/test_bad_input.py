@@ -319,6 +319,16 @@ def misuse(case: str, good: dict, tmp_path: Path) -> tuple[str, list[str], str]:
     return "eval", [root, f"ckpt_path={tmp_path / 'ckpts'}"], "empty.ckpt"
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--label-map", "3"), ("--label-map", "a:b"), ("--void-colours", "1,2")]
+)
+def test_doctor_options_that_do_not_parse(option, value, good, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        doctor.main([str(good["root"]), option, value])
+    assert stopped.value.code == 2
+    assert_one_paragraph(capsys.readouterr().err, f"{option} {value!r}")
+
+
 @pytest.mark.parametrize("case", MISUSE)
 def test_misuse(case, good, tmp_path, capsys, monkeypatch):
     if case == "doctor root missing":  # the doctor reports data problems; errors pass as here

@@ -67,14 +67,29 @@ def suggested_weights(pixels: np.ndarray) -> list[float]:
 
 def parse_label_map(text: str | None) -> dict[int, int]:
     """'11:255,12:0' -> {11: 255, 12: 0}."""
-    pairs = [item.split(":") for item in (text or "").split(",") if item.strip()]
-    return {int(raw): int(train_id) for raw, train_id in pairs}
+    try:
+        pairs = [item.split(":") for item in (text or "").split(",") if item.strip()]
+        return {int(raw): int(train_id) for raw, train_id in pairs}
+    except ValueError:
+        raise DatasetError(
+            f"--label-map {text!r} is not a list of raw:train_id pairs; write e.g. 11:255,12:0"
+        ) from None
 
 
 def parse_colours(text: str | None) -> list[list[int]] | None:
     """'0,0,0;255,255,255' -> [[0, 0, 0], [255, 255, 255]]."""
     items = [c for c in (text or "").split(";") if c.strip()]
-    return [[int(v) for v in c.split(",")] for c in items] or None
+    colours = [
+        [int(v) for v in c.split(",") if v.strip()]
+        for c in items
+        if all(v.strip().isdigit() for v in c.split(","))
+    ]
+    if len(colours) != len(items) or any(len(c) != 3 or max(c) > 255 for c in colours):
+        raise DatasetError(
+            f"--void-colours {text!r} is not a list of R,G,B colours (0..255) separated by ';'; "
+            f"write e.g. 0,0,0 or 0,0,0;255,255,255"
+        )
+    return colours or None
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
