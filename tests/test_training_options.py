@@ -25,17 +25,6 @@ RUN = [
 EMA = ["callbacks=[default,ema]", "callbacks.ema.decay=0.5"]
 
 
-class Crash(pl.Callback):
-    """Raise before training step ``step``: everything in memory is lost."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
 class Clock:
     """A fake ``time.monotonic`` for Lightning's Timer: one second per training step."""
 
@@ -65,7 +54,7 @@ def test_ema_validates_and_checkpoints_the_average_and_resumes_bit_exact(tmp_pat
     root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
     common = [*EMA, f"data.root={root}", "trainer.max_epochs=2"]
     whole = run(tmp_path, "whole", common)
-    crash = ["+callbacks.crash._target_=test_training_options.Crash", "+callbacks.crash.step=7"]
+    crash = ["+callbacks.crash._target_=test_reliability.Crash", "+callbacks.crash.step=7"]
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path, "parts", [*common, *crash])
     last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
@@ -156,7 +145,7 @@ def test_budget_stops_validates_decays_and_resumes_the_same_budget(tmp_path, mon
     ]  # fmt: skip
     whole = run(tmp_path, "whole", common)
     assert "val/mIoU" in whole  # the stopping epoch was validated despite every_n_epoch=1000
-    crash = ["+callbacks.crash._target_=test_training_options.Crash", "+callbacks.crash.step=3"]
+    crash = ["+callbacks.crash._target_=test_reliability.Crash", "+callbacks.crash.step=3"]
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path, "parts", [*common, *crash])
     last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
