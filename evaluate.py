@@ -96,6 +96,8 @@ def inference_options(cfg: DictConfig, info: dict) -> dict:
     options = OmegaConf.to_container(cfg.inference)
     if options["scales"] is None:
         options["scales"] = [info.get("eval_scale", 1.0)]
+    if options["flip"] is None:
+        options["flip"] = bool(info.get("eval_flip", False))
     return options
 
 

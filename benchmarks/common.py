@@ -73,8 +73,10 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def camvid_recipe(root: Path, overrides: list[str], output_dir: str = ".") -> DictConfig:
-    """configs/train.yaml with experiment=camvid (the CPU CamVid recipe) for data at `root`."""
+def camvid_recipe(
+    root: Path, overrides: list[str], output_dir: str = ".", experiment: str = "camvid"
+) -> DictConfig:
+    """configs/train.yaml with a CamVid experiment (default: the CPU recipe) for data at `root`."""
     if not (root / "ImageSets").is_dir():
         raise SystemExit(
             f"{root} is not a VOC-layout CamVid tree (no ImageSets/); pass --root with the "
@@ -84,7 +86,7 @@ def camvid_recipe(root: Path, overrides: list[str], output_dir: str = ".") -> Di
         return compose(
             "train",
             [
-                "experiment=camvid",
+                f"experiment={experiment}",
                 f"data.root={root}",
                 f"paths.output_dir={output_dir}",
                 *overrides,

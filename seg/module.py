@@ -36,7 +36,8 @@ class SegmentationModule(pl.LightningModule):
     paper's recipe; ``bias_lr_factor=2`` with ``bias_weight_decay=False`` is its bias treatment.
     The learning rate follows ``(1 - it / max_it) ** poly_power`` per iteration after an optional
     linear warm-up. ``eval_scale`` resizes validation images before the network (for models
-    trained on downscaled crops) and scores the upsampled logits against native-size masks.
+    trained on downscaled crops) and scores the upsampled logits against native-size masks;
+    ``eval_flip`` averages each validation image's logits with its mirror image's.
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class SegmentationModule(pl.LightningModule):
         compile_mode: str = "default",
         optimizer_impl: str = "auto",
         eval_scale: float = 1.0,
+        eval_flip: bool = False,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -148,8 +150,8 @@ class SegmentationModule(pl.LightningModule):
         """
         masks = batch["mask"]
         matrix = getattr(self, f"{stage}_matrix")
-        scale = (self.hparams.eval_scale,)
-        logits, preds = evaluate_batch(self, batch["image"], masks, matrix, scales=scale)
+        scale, flip = (self.hparams.eval_scale,), self.hparams.get("eval_flip", False)
+        logits, preds = evaluate_batch(self, batch["image"], masks, matrix, scales=scale, flip=flip)
         valid = (masks != self.hparams.ignore_index).sum()
         loss = F.cross_entropy(
             logits.float(), masks, weight=self.class_weight, ignore_index=self.hparams.ignore_index

@@ -27,8 +27,12 @@ def write_checkpoint(
     seed: int | None = None,
     label: int = 1,
     in_channels: int = 3,
+    **extra,
 ) -> Path:
-    """A train.py-style tiny FCN-32s checkpoint: ``label`` everywhere, or random scores (seed)."""
+    """A train.py-style tiny FCN-32s checkpoint: ``label`` everywhere, or random scores (seed).
+
+    ``extra`` adds module hyperparameters (``eval_flip=True``, ...).
+    """
     if seed is not None:
         torch.manual_seed(seed)  # the backbone's random init too: the same network every run
     model = build_model("fcn32s", "tiny", num_classes, weights=None, in_channels=in_channels)
@@ -47,6 +51,7 @@ def write_checkpoint(
         ignore_index=255,
     )
     hparams["palette"] = np.array(voc_palette()).reshape(256, 3)[:num_classes].tolist()
+    hparams |= extra
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {"state_dict": state, "hyper_parameters": hparams, "epoch": step // 5}
@@ -131,6 +136,21 @@ def test_a_model_with_known_predictions_gives_the_hand_computed_table(tmp_path):
     assert saved["results"][0]["mIoU"] == pytest.approx(expected["mIoU"])
     csv = (tmp_path / "out" / "metrics.csv").read_text().splitlines()
     assert csv[0] == "checkpoint,arch,backbone,epoch,step,pixel_acc,mean_acc,mIoU,fwIoU"
+
+
+def test_a_checkpoint_trained_with_eval_flip_is_evaluated_with_flip_unless_told_otherwise(tmp_path):
+    root = write_voc_tree(tmp_path / "VOC2012", {"train": 1, "val": 3})  # noisy, asymmetric images
+    flips = write_checkpoint(tmp_path / "flip.ckpt", seed=3, eval_flip=True)
+    plain = write_checkpoint(tmp_path / "plain.ckpt", seed=3)  # the same weights
+
+    def miou(ckpt, *options):
+        return evaluate(eval_config(ckpt, root, tmp_path / "out", *options))["results"][0]["mIoU"]
+
+    with_flip, without = miou(plain, "inference.flip=true"), miou(plain, "inference.flip=false")
+    assert with_flip != pytest.approx(without, abs=1e-6)  # flip changes this model's predictions
+    assert miou(flips) == pytest.approx(with_flip, abs=1e-9)  # the checkpoint's own setting
+    assert miou(plain) == pytest.approx(without, abs=1e-9)
+    assert miou(flips, "inference.flip=false") == pytest.approx(without, abs=1e-9)
 
 
 def test_a_directory_with_bad_checkpoints_evaluates_the_rest_and_lists_them(tmp_path):
