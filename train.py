@@ -165,6 +165,8 @@ def fit(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_from"):
         checkpoint.init_from_checkpoint(module.model, cfg.init_from)
     trainer = build_trainer(cfg)
+    if cfg.get("test") and getattr(datamodule, "test_split", None):
+        datamodule.setup("test")  # a missing or overlapping test split stops before training
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if cfg.get("test") and getattr(datamodule, "test_split", None):

@@ -1,8 +1,10 @@
 """SegmentationDataModule: any supported layout and mask encoding by config.
 
 Layouts: ``voc`` (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/, SBD splits; see
-sbd.py) and ``folder`` (an image and a mask folder paired by id; see layouts.py). Encodings: see
-encodings.py. Images may have any number of bands (``in_channels``, with one mean/std each).
+sbd.py), ``folder`` (an image and a mask folder paired by id, or one pair per split; see
+layouts.py) and ``auto`` (whichever of the two root holds, so that one config reads a dataset in
+either form, as data=camvid does). Encodings: see encodings.py. Images may have any number of
+bands (``in_channels``, with one mean/std each).
 
 The datamodule picks its own samplers (the trainer runs with ``use_distributed_sampler=False``):
 training through ``SeededSampler`` (order and augmentations are functions of seed and epoch,
@@ -31,7 +33,15 @@ from seg.data.dataset import SegmentationDataset
 from seg.data.download import download_archive, download_sbd, download_voc
 from seg.data.encodings import MaskDecoder
 from seg.data.errors import DatasetError, RootNotFoundError
-from seg.data.layouts import Sample, check_files, check_unique, folder_samples
+from seg.data.layouts import (
+    VOC_LAYOUT,
+    Sample,
+    check_files,
+    check_unique,
+    choose_layout,
+    folder_samples,
+    folder_text,
+)
 from seg.data.reading import mask_palette
 from seg.data.sampler import SeededSampler
 from seg.data.sbd import check_disjoint, split_samples, uses_sbd
@@ -47,7 +57,7 @@ from seg.data.voc import VOC_CLASSES, voc_colormap
 # torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
-LAYOUTS = ("voc", "folder")
+LAYOUTS = ("voc", "folder", "auto")
 
 
 def worker_init(worker_id: int) -> None:
@@ -100,12 +110,14 @@ class SegmentationDataModule(pl.LightningDataModule):
         void_colours: list[list[int]] | None = None,
         in_channels: int = 3,
         source: str | None = None,
+        source_dir: str | None = None,
     ) -> None:
         super().__init__()
         if layout not in LAYOUTS:
             raise DatasetError(f"data.layout={layout!r} is unknown; choose one of {LAYOUTS}")
         self.root, self.sbd_root = Path(root), sbd_root and Path(sbd_root)
         self.layout, self.folder, self.source = layout, dict(folder or {}), source
+        self.source_dir = source_dir
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.class_names = [str(n) for n in class_names]
         self.num_classes, self.ignore_index = len(self.class_names), int(ignore_index)
@@ -143,8 +155,8 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Download the data when data.download is true: VOC (+ SBD), or the archive at source."""
-        if self.download and self.layout == "folder" and self.source:
-            download_archive(self.source, self.root)
+        if self.download and self.layout != "voc" and self.source:
+            download_archive(self.source, self.root, self.source_dir, self.layout_text())
         elif self.download and self.layout == "voc":
             download_voc(self.root)
             if self.sbd_root and uses_sbd(self.train_split, self.val_split, self.test_split):
@@ -154,25 +166,36 @@ class SegmentationDataModule(pl.LightningDataModule):
         """The (cached) samples of a split name; a split listing an id twice is refused."""
         if split not in self._samples:
             self.prepare_data()
-            if self.layout == "folder":
-                samples = self.folder_samples(split)
-            else:
-                samples = split_samples(self.root, split, self.image_ext, self.sbd_root)
+            samples = self.read_split(split)
             check_unique(samples, split)
             self._samples[split] = samples
         return self._samples[split]
 
-    def folder_samples(self, split: str) -> list[Sample]:
-        """Samples of a folder-layout split; a missing root says where the data comes from."""
+    def read_split(self, split: str) -> list[Sample]:
+        """Samples of a split in root's layout; a missing root says where the data comes from."""
         try:
-            return folder_samples(self.root, split, **self.folder)
+            auto = self.layout == "auto"
+            layout = choose_layout(self.root, *self.folder_dirs) if auto else self.layout
+            if layout == "folder":
+                return folder_samples(self.root, split, **self.folder)
+            return split_samples(self.root, split, self.image_ext, self.sbd_root)
         except RootNotFoundError as err:
             if self.source is None:
                 raise
             raise RootNotFoundError(
-                f"{err}. This dataset comes from {self.source}; download: true fetches it when "
-                "that is an archive"
+                f"{err}. This dataset comes from {self.source}; data.download=true fetches it "
+                "when that is an archive"
             ) from None
+
+    @property
+    def folder_dirs(self) -> tuple[str, str]:
+        """The folder layout's image and mask folders (may hold {split}; see layouts.py)."""
+        return self.folder.get("image_dir", "images"), self.folder.get("mask_dir", "masks")
+
+    def layout_text(self) -> str:
+        """The folders root must hold, in words, for download messages."""
+        folders = folder_text(*self.folder_dirs)
+        return folders if self.layout == "folder" else f"either {folders} or {VOC_LAYOUT}"
 
     def dataset(self, split: str, train: bool = False) -> SegmentationDataset:
         """A dataset over split with the train (augmenting) or eval transform."""
@@ -188,14 +211,18 @@ class SegmentationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
             self.datasets["train"] = self.dataset(self.train_split, train=True)
-            for split in (self.val_split, self.test_split):
-                if split is not None:
-                    names = f"train_split={self.train_split!r} and {split!r}"
-                    check_disjoint(self.samples(self.train_split), self.samples(split), names)
+            self.refuse_overlap(self.val_split)
         if stage in ("fit", "validate", None):
             self.datasets["val"] = self.dataset(self.val_split)
+        # The test split is read only to test: a copy without one (CamVid in VOC layout) trains.
         if stage in ("test", None) and self.test_split is not None:
+            self.refuse_overlap(self.test_split)
             self.datasets["test"] = self.dataset(self.test_split)
+
+    def refuse_overlap(self, split: str) -> None:
+        """Refuse an evaluation split that shares ids with the train split."""
+        names = f"train_split={self.train_split!r} and {split!r}"
+        check_disjoint(self.samples(self.train_split), self.samples(split), names)
 
     def loader_options(self) -> dict:
         workers = self.num_workers

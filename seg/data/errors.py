@@ -9,6 +9,10 @@ class RootNotFoundError(DatasetError):
     """The dataset root folder does not exist."""
 
 
+class LayoutError(DatasetError):
+    """The dataset root exists but holds none of the folder layouts the config reads."""
+
+
 class SplitError(DatasetError):
     """A split file is missing or empty, or a split name is unknown."""
 

