@@ -37,8 +37,9 @@ ROWS: dict[str, tuple[str | None, list[str]]] = {
     "+fullres": ("+scale", ["data.base_size=360", "data.crop_size=[288,384]",
                             "model.eval_scale=1.0"]),
     "+mfb": ("+fullres", ["model.class_weights=median_frequency"]),
-    "+ohem": ("+mfb", ["model.loss=ohem"]),
-    "+unet": ("+mfb", ["model=unet", "model.backbone=resnet18", "model.weights=null"]),
+    "+ohem": ("+fullres", ["model.loss=ohem"]),
+    "+lovasz": ("+fullres", ["model.loss={ce: 1.0, lovasz: 0.5}"]),
+    "+unet": ("+fullres", ["model=unet", "model.backbone=resnet18", "model.weights=null"]),
 }  # fmt: skip
 CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "signsymbol", "fence", "car",
            "pedestrian", "bicyclist"]  # fmt: skip
