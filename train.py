@@ -23,7 +23,7 @@ from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 
 from seg import checkpoint  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
-from seg.config import ConfigError, validate  # noqa: E402
+from seg.config import CLASS_WEIGHTINGS, ConfigError, validate  # noqa: E402
 from seg.tensorboard import log_hparams  # noqa: E402
 from seg.training import Budget, accumulation, parse_duration  # noqa: E402
 
@@ -31,17 +31,19 @@ log = logging.getLogger("seg")
 
 
 def class_weights(setting, datamodule) -> list[float] | None:
-    """null, 'median_frequency' (Eigen & Fergus, 2015) or an explicit list -> plain list."""
+    """null, 'median_frequency' (Eigen & Fergus, 2015), its square root 'median_frequency_sqrt'
+    (milder on rare classes), or an explicit list -> plain list."""
     if setting is None or isinstance(setting, list | tuple):
         return None if setting is None else [float(w) for w in setting]
-    if setting != "median_frequency":
+    if setting not in CLASS_WEIGHTINGS:
         raise ConfigError(
-            f"model.class_weights={setting!r} is unknown; use null, median_frequency or a list "
-            f"of {datamodule.num_classes} numbers"
+            f"model.class_weights={setting!r} is unknown; use null, {', '.join(CLASS_WEIGHTINGS)}"
+            f" or a list of {datamodule.num_classes} numbers"
         )
     freqs = torch.tensor(datamodule.class_frequencies(), dtype=torch.float64)
     median = freqs[freqs > 0].median()
-    return [float(median / f) if f > 0 else 0.0 for f in freqs]
+    power = 0.5 if setting == "median_frequency_sqrt" else 1.0
+    return [float(median / f) ** power if f > 0 else 0.0 for f in freqs]
 
 
 def build_module(cfg: DictConfig, datamodule) -> pl.LightningModule:

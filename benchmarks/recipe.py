@@ -38,6 +38,7 @@ ROWS: dict[str, tuple[str | None, list[str]]] = {
                             "model.eval_scale=1.0"]),
     "+mfb": ("+fullres", ["model.class_weights=median_frequency"]),
     "+ohem": ("+fullres", ["model.loss=ohem"]),
+    "+sqrtmfb": ("+ohem", ["model.class_weights=median_frequency_sqrt"]),
     "+lovasz": ("+fullres", ["model.loss={ce: 1.0, lovasz: 0.5}"]),
     "+unet": ("+fullres", ["model=unet", "model.backbone=resnet18", "model.weights=null"]),
 }  # fmt: skip

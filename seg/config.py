@@ -9,6 +9,9 @@ after a whole training epoch, a reversed ``scale_range`` in a loader worker.
 import math
 from numbers import Real
 
+# model.class_weights computed from the training split's class frequencies (train.py).
+CLASS_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
+
 
 class ConfigError(ValueError):
     """A config key whose value cannot work, with the valid range."""
@@ -50,8 +53,9 @@ def check_model(model: dict, num_classes: int | None) -> None:
             fail("model.class_weights", weights, "class weights must be numbers >= 0")
         if num_classes is not None and len(weights) != num_classes:
             fail("model.class_weights", weights, f"give one weight per class ({num_classes})")
-    elif weights not in (None, "median_frequency"):
-        fail("model.class_weights", weights, "use null, median_frequency or a list of numbers")
+    elif weights is not None and weights not in CLASS_WEIGHTINGS:
+        fail("model.class_weights", weights,
+             f"use null, {', '.join(CLASS_WEIGHTINGS)} or a list of numbers")  # fmt: skip
 
 
 def check_data(data: dict, channels: int) -> None:

@@ -19,6 +19,8 @@ class Frequencies:
 def test_median_frequency_weights_by_hand():
     # median of the present frequencies (0.5, 0.25, 0.25) is 0.25; weight = median / frequency
     assert class_weights("median_frequency", Frequencies()) == pytest.approx([0.5, 1, 1, 0])
+    sqrt = class_weights("median_frequency_sqrt", Frequencies())
+    assert sqrt == pytest.approx([0.5**0.5, 1, 1, 0])
     assert class_weights([1, 2, 3, 4], Frequencies()) == [1.0, 2.0, 3.0, 4.0]
     assert class_weights(None, Frequencies()) is None
     with pytest.raises(ValueError, match="median_frequency"):
