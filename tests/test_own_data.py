@@ -121,6 +121,24 @@ def write_cityscapes(root: Path) -> dict[str, np.ndarray]:
     return expected
 
 
+def test_split_folder_pairs_detected_with_a_void_value_mapped_out(tmp_path):
+    """SegNet's CamVid release: train/ beside trainannot/, one folder pair per split, void 11."""
+    from test_camvid_layout import SPLITS, write_segnet_tree
+
+    raw = write_segnet_tree(tmp_path / "CamVid")
+    written = write_config(tmp_path / "CamVid", tmp_path, "segnet", "--label-map", "11:255")
+    assert (written["folder"]["image_dir"], written["folder"]["mask_dir"]) == (
+        "{split}", "{split}annot"
+    )
+    assert written["test_split"] == "test"
+    assert len(written["class_names"]) == 11  # 11 is void once mapped to 255, not a class
+    cfg = train_then_evaluate(tmp_path, "segnet")
+    masks = decoded(cfg, "train") | decoded(cfg, "val") | decoded(cfg, "test")
+    assert masks.keys() == {i for ids in SPLITS.values() for i in ids}
+    for image_id, mask in masks.items():
+        assert np.array_equal(mask, np.where(raw[image_id] == 11, 255, raw[image_id])), image_id
+
+
 def test_cityscapes_tree_detected_trained_and_evaluated(tmp_path):
     root = tmp_path / "cityscapes"
     expected = write_cityscapes(root)

@@ -2,7 +2,9 @@
 
 Layout: VOC when ``JPEGImages/`` and ``SegmentationClass/`` exist; otherwise the image and mask
 folders among the usual names, the name patterns from the first image and its closest-named mask,
-and splits from sub-folders (``train/``, ``val/``, ...) or else a seeded 80/20 division.
+and splits from sub-folders (``train/``, ``val/``, ...) or else a seeded 80/20 division; or one
+folder pair per split, named alike (SegNet's CamVid: ``train/`` with ``trainannot/``, ``val/``
+with ``valannot/``; or ``train/`` with ``train_labels/``), read as ``{split}`` + the mask suffix.
 
 Encoding, from the masks' summed values: mostly colour masks -> ``colour`` with one class per
 colour found; indices named ``*_labelIds.png`` -> Cityscapes; a tree named like ADE20K -> ADE20K;
@@ -66,12 +68,36 @@ def detect_layout(root: Path) -> dict:
     image_dir = next((subdirs[n] for n in IMAGE_DIRS if n in subdirs), None)
     mask_dir = next((subdirs[n] for n in MASK_DIRS if n in subdirs), None)
     if image_dir is None or mask_dir is None:
+        paired = split_pairs(root, subdirs)
+        if paired:
+            return paired
         raise DatasetError(
             f"{root} holds neither JPEGImages/ + SegmentationClass/ nor an image folder "
-            f"({', '.join(IMAGE_DIRS)}) beside a mask folder ({', '.join(MASK_DIRS)}); "
-            "pass --image-dir and --mask-dir"
+            f"({', '.join(IMAGE_DIRS)}) beside a mask folder ({', '.join(MASK_DIRS)}), nor "
+            "one folder pair per split (train/ with trainannot/); pass --image-dir and --mask-dir"
         )
     return {"layout": "folder", **folder_keys(image_dir, mask_dir)}
+
+
+def split_pairs(root: Path, subdirs: dict[str, Path]) -> dict | None:
+    """The layout of one image folder and one mask folder per split, or None.
+
+    A split folder (train/, val/, ...) pairs with the folder named the split plus one suffix
+    (``annot``, ``_labels``, ...) that every split present shares.
+    """
+    splits = [n for n in SPLIT_NAMES if n in subdirs]
+    suffixes = {n[len(splits[0]) :] for n in subdirs if n.startswith(splits[0])} if splits else set()
+    shared = sorted(x for x in suffixes - {""} if all(s + x in subdirs for s in splits))
+    if not shared:
+        return None
+    keys = folder_keys(subdirs[splits[0]], subdirs[splits[0] + shared[0]])
+    return {
+        **keys,
+        "layout": "folder",
+        "image_dir": "{split}",
+        "mask_dir": "{split}" + shared[0],
+        "splits": splits,
+    }
 
 
 def folder_keys(image_dir: Path, mask_dir: Path) -> dict:

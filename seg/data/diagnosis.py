@@ -79,8 +79,13 @@ def read_splits(report: Report, split, image_ext, sbd_root) -> dict[str, list[Sa
     return splits
 
 
-def choose_classes(report: Report, class_names, ignore_index: int, void_colours) -> int:
-    """Settle the encoding and the class names from the data unless given; the class count."""
+def choose_classes(
+    report: Report, class_names, ignore_index: int, void_colours, label_map: dict | None = None
+) -> int:
+    """Settle the encoding and the class names from the data unless given; the class count.
+
+    Index masks: classes 0 to the largest value after label_map that is not ignore_index.
+    """
     totals = report.totals
     if report.encoding is None:
         report.encoding = detect_encoding(
@@ -98,7 +103,8 @@ def choose_classes(report: Report, class_names, ignore_index: int, void_colours)
     elif report.encoding == "cityscapes":
         count = 34  # raw labelIds; data=cityscapes maps them to the 19 train ids
     else:
-        values = [v for v in totals.values if v != ignore_index]
+        mapped = {(label_map or {}).get(v, v) for v in totals.values}
+        values = [v for v in mapped if v != ignore_index]
         count = len(class_names) if class_names else max(values, default=0) + 1
     report.class_names = list(class_names or [f"class_{i}" for i in range(count)])
     return len(report.class_names)
@@ -138,7 +144,7 @@ def diagnose(
         report.totals.add(scan)
     report.sizes = dict(report.totals.sizes)
     try:
-        count = choose_classes(report, class_names, ignore_index, void_colours)
+        count = choose_classes(report, class_names, ignore_index, void_colours, label_map)
     except AmbiguousDataError as err:
         report.problems.append(str(err))
         return report
