@@ -2,6 +2,7 @@
 
     python -m benchmarks.recipe --budget 7m                         # every row, in order
     python -m benchmarks.recipe --budget 7m --rows baseline +batch4  # some rows (results merge)
+    python -m benchmarks.recipe --summary   # every results/recipe*.json as one table, per seed
 
 Every row trains FCN-8s/ResNet-18-style networks from random init on the sequence-held-out proxy
 (``data=camvid_holdout``: 0001TP + 0016E5 of CamVid train, 266 frames) for the same wall-clock
@@ -101,13 +102,46 @@ def run_row(row: str, seed: int, args) -> dict:
     return result
 
 
+def summary(paths: list[Path]) -> str:
+    """One Markdown table of every row and seed in the result files: steps, held-out, val."""
+    runs = {}  # (row, seed) -> (result, cpu)
+    for path in paths:
+        data = json.loads(path.read_text())
+        for results in data["tables"].values():
+            for r in results:
+                runs[r["row"].split("@")[0], r["seed"]] = (r, data["machine"]["cpu"])
+    seeds = sorted({seed for _, seed in runs})
+    cpus = {seed: next(cpu for (_, s), (_, cpu) in runs.items() if s == seed) for seed in seeds}
+    head = ["row", "on top of", "change"]
+    for seed in seeds:
+        head += [f"{k} s{seed}" for k in ("steps", "held-out", "+flip", "val")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row, (parent, own) in ROWS.items():
+        if not any((row, seed) in runs for seed in seeds):
+            continue
+        change = " ".join(f"`{o}`" for o in own) or "`experiment=camvid_baseline`"
+        cells = [row, parent or "", change]
+        for seed in seeds:
+            r = runs.get((row, seed), (None,))[0]
+            keys = ("steps", "held-out mIoU", "held-out +flip", "val mIoU")
+            cells += [f"{r[k]:.1f}" if k != "steps" else str(r[k]) for k in keys] if r else [""] * 4
+        lines.append("| " + " | ".join(cells) + " |")
+    legend = "; ".join(f"s{seed}: seed {seed} on {cpus[seed]}" for seed in seeds)
+    note = f"mIoU %, held-out 0006R0 (+flip: with flip TTA) and official val; {legend}."
+    return "\n".join([*lines, "", note])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=CAMVID, help="a VOC-layout CamVid tree")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--budget", default="7m", help="training wall-clock budget per row")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--summary", action="store_true", help="print the results; train nothing")
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(sorted(RESULTS.glob("recipe*.json"))))
+        return
     out = args.out or RESULTS / "recipe.json"
     info = machine_info(torch.device(args.device))
     settings = {"budget": args.budget, "root": str(args.root)}
