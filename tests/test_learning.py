@@ -5,6 +5,9 @@ from conftest import compose, shared_data
 
 from train import train
 
+# experiment=camvid shortened to 6 epochs on data=camvid_holdout scored 0.254 on 0006R0 (AMD EPYC,
+# 2 cores, 90 s); the floor leaves room for other CPUs' bf16 kernels. The full recipe: 0.357.
+HOLDOUT_FLOOR = 0.22
 CAMVID_FAST = [
     "model.weights=null",
     "trainer.enable_model_summary=false",
