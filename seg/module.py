@@ -89,7 +89,7 @@ class SegmentationModule(pl.LightningModule):
         if class_weights is not None and len(class_weights) != num_classes:
             raise ValueError(
                 f"model.class_weights has {len(class_weights)} values but the data has "
-                f"{num_classes} classes; give one weight per class, 'median_frequency' or null"
+                f"{num_classes} classes; give one weight per class or null"
             )
         self.save_hyperparameters()
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])

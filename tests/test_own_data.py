@@ -127,9 +127,8 @@ def test_split_folder_pairs_detected_with_a_void_value_mapped_out(tmp_path):
 
     raw = write_segnet_tree(tmp_path / "CamVid")
     written = write_config(tmp_path / "CamVid", tmp_path, "segnet", "--label-map", "11:255")
-    assert (written["folder"]["image_dir"], written["folder"]["mask_dir"]) == (
-        "{split}", "{split}annot"
-    )
+    folders = written["folder"]["image_dir"], written["folder"]["mask_dir"]
+    assert folders == ("{split}", "{split}annot")
     assert written["test_split"] == "test"
     assert len(written["class_names"]) == 11  # 11 is void once mapped to 255, not a class
     cfg = train_then_evaluate(tmp_path, "segnet")
