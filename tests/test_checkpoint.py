@@ -1,11 +1,15 @@
 """The checkpoint lifecycle's small parts: the run lock, partial-write clean-up, the guard."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import FAST_TRAIN, compose, write_voc_tree
+from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 from hydra.utils import instantiate
 
 from seg.checkpoint import (
@@ -17,6 +21,19 @@ from seg.checkpoint import (
 )
 from train import build_module
 
+# Takes the lock, forks a child that outlives it (as loader workers do), then is killed -9.
+KILLED_WITH_A_CHILD = """
+import os, signal, sys, time
+from seg.checkpoint import RunLock
+lock = RunLock(sys.argv[1]).__enter__()  # held (a reference kept) until the kill
+child = os.fork()
+if child == 0:
+    time.sleep(60)
+    os._exit(0)
+open(sys.argv[2], "w").write(str(child))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
 
 def test_a_second_writer_is_refused_until_the_first_releases(tmp_path):
     with RunLock(tmp_path / "run"):
@@ -26,10 +43,24 @@ def test_a_second_writer_is_refused_until_the_first_releases(tmp_path):
         pass
 
 
+def test_a_killed_runs_lock_is_free_at_once_though_its_workers_live_on(tmp_path):
+    run, pid_file = tmp_path / "run", tmp_path / "child.pid"
+    args = [sys.executable, "-c", KILLED_WITH_A_CHILD, str(run), str(pid_file)]
+    done = subprocess.run(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert done.returncode == -signal.SIGKILL
+    child = int(pid_file.read_text())
+    try:
+        os.kill(child, 0)  # the child is still alive
+        with RunLock(run):  # and the lock is free all the same
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_a_lock_file_left_by_a_dead_run_is_not_in_the_way(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / ".lock").write_text("pid 999999 on a-host-that-crashed\n")
-    with RunLock(tmp_path / "run"):  # no flock is held on it: the owner is gone
+    with RunLock(tmp_path / "run"):  # no lock is held on it: the owner is gone
         assert (tmp_path / "run" / ".lock").read_text().startswith("pid ")
 
 
