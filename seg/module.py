@@ -217,16 +217,15 @@ class SegmentationModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def poly_factor(it: int, total: int, hp, progress: float | None = None) -> float:
+def poly_factor(it: int, total: int, hp) -> float:
     """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``.
 
-    ``progress`` replaces ``it / total`` when training runs to a clock (seg/training.py).
+    The warm-up does not depend on ``total``: a time budget (seg/training.py) measures the
+    machine's speed during it and only then fixes ``total``.
     """
-    progress = it / total if progress is None else progress
-    factor = max(0.0, 1.0 - progress) ** hp.poly_power
     if it < hp.warmup_iters:
-        factor *= (it + 1) / hp.warmup_iters
-    return factor
+        return (it + 1) / hp.warmup_iters
+    return max(0.0, 1.0 - it / total) ** hp.poly_power
 
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -65,8 +65,9 @@ def test_paper_bias_treatment_and_frozen_upsampler():
 
 def test_poly_schedule_with_warmup_by_hand():
     hp = SimpleNamespace(poly_power=0.9, warmup_iters=4)
-    assert poly_factor(0, 100, hp) == pytest.approx(0.25 * (1 - 0 / 100) ** 0.9)
-    assert poly_factor(3, 100, hp) == pytest.approx(1.0 * (1 - 3 / 100) ** 0.9)
+    assert poly_factor(0, 100, hp) == pytest.approx(0.25)  # the warm-up ignores the length
+    assert poly_factor(3, 100, hp) == poly_factor(3, 10**9, hp) == pytest.approx(1.0)
+    assert poly_factor(4, 100, hp) == pytest.approx((1 - 4 / 100) ** 0.9)
     assert poly_factor(50, 100, hp) == pytest.approx(0.5**0.9)
     assert poly_factor(100, 100, hp) == 0.0
     fixed = SimpleNamespace(poly_power=0.0, warmup_iters=0)  # the paper's fixed learning rate

@@ -94,6 +94,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         scale_range: tuple[float, float] = (0.5, 2.0),
         hflip: bool = True,
         color_jitter: float = 0.0,
+        photometric: float = 0.0,
         batch_size: int = 8,
         val_batch_size: int = 1,
         num_workers: int = 2,
@@ -144,6 +145,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             scale_range=(float(scale_range[0]), float(scale_range[1])),
             hflip=hflip,
             color_jitter=float(color_jitter),
+            photometric=float(photometric),
         )
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.persistent_workers = num_workers, persistent_workers

@@ -42,6 +42,7 @@ def train_transform(
     scale_range: tuple[float, float] = (0.5, 2.0),
     hflip: bool = True,
     color_jitter: float = 0.0,
+    photometric: float = 0.0,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
     ignore_index: int = 255,
@@ -71,8 +72,37 @@ def train_transform(
             )
         j = color_jitter
         steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=0.0, p=1.0))
+    if photometric > 0:
+        steps += light_and_lens(photometric, len(mean))
     steps += [A.Normalize(mean=mean, std=std), ToTensorV2()]
     return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST)
+
+
+def light_and_lens(strength: float, channels: int) -> list[A.BasicTransform]:
+    """Other light, exposure and optics than the training images had, scaled by ``strength``.
+
+    Brightness and contrast (up to +-strength), gamma (exposure curves of other cameras), hue and
+    saturation (other light sources), then a mild blur or sensor noise. For ``strength`` 0.4:
+    brightness and contrast +-40 %, gamma 0.6-1.4, hue +-8 and saturation +-12 (OpenCV units).
+    Hue and saturation need 3 channels; grey and multi-band images get the rest.
+    """
+    if not 0 < strength < 1:
+        raise ValueError(f"data.photometric={strength} must lie in [0, 1); 0 turns it off")
+    s = strength
+    steps = [
+        A.RandomBrightnessContrast(brightness_limit=s, contrast_limit=s, p=0.8),
+        A.RandomGamma(gamma_limit=(round(100 * (1 - s)), round(100 * (1 + s))), p=0.5),
+    ]
+    if channels == 3:
+        hue, sat = round(20 * s), round(30 * s)
+        steps.append(A.HueSaturationValue(hue, sat, val_shift_limit=0, p=0.5))
+    steps.append(
+        A.OneOf(
+            [A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.01, 0.01 + 0.1 * s))],
+            p=0.5 * s,
+        )
+    )
+    return steps
 
 
 def eval_transform(
