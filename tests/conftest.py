@@ -4,6 +4,7 @@ import importlib
 import os
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -117,3 +118,75 @@ FAST_TRAIN = [
     "data.persistent_workers=false",
     "callbacks.periodic.every_n_epochs=1",
 ]
+
+
+def write_band_tree(root: Path, bands: int = 4, **tree) -> Path:
+    """write_voc_tree with ``bands``-band PNG images (RGB plus alpha as a fourth band).
+
+    The extra band repeats the mask's objects (brighter inside them), so it carries signal.
+    """
+    write_voc_tree(root, **tree)
+    for jpeg in sorted((root / "JPEGImages").glob("*.jpg")):
+        rgb = np.array(Image.open(jpeg))
+        mask = np.array(Image.open(root / "SegmentationClass" / f"{jpeg.stem}.png"))
+        extra = np.where((mask > 0) & (mask < 255), 250, 130).astype(np.uint8)
+        pixels = np.dstack([rgb, *[extra] * (bands - 3)])
+        Image.fromarray(pixels, "RGBA" if bands == 4 else None).save(jpeg.with_suffix(".png"))
+        jpeg.unlink()
+    return root
+
+
+class OptionsRun(NamedTuple):
+    """A trained run whose checkpoint carries non-default evaluation options."""
+
+    root: Path
+    run_dir: Path
+    metrics: dict[str, float]
+    data: list[str]  # the data overrides it trained with, for evaluate.py
+    options: dict  # the options it carries: eval_scale, eval_flip, names, palette, mean, std
+
+
+OPTIONS = {
+    "eval_scale": 0.5,
+    "eval_flip": True,
+    "class_names": ["ground", "rock", "tree"],
+    "palette": [[10, 20, 30], [200, 100, 50], [0, 250, 0]],
+    "mean": [0.3, 0.35, 0.4, 0.5],
+    "std": [0.2, 0.25, 0.3, 0.35],
+    "in_channels": 4,
+}
+
+
+@pytest.fixture(scope="session")
+def options_run(tmp_path_factory) -> OptionsRun:
+    """Two epochs of a tiny U-Net on 4-band images with every evaluation option non-default.
+
+    One run shared by the tests of what a checkpoint carries into evaluate.py and predict.py
+    (about 2 s): eval_scale 0.5, eval_flip, three named classes with their own colours, own
+    mean/std, in_channels 4.
+    """
+    tmp = tmp_path_factory.mktemp("options")
+    root = write_band_tree(tmp / "VOC2012", splits={"train": 4, "val": 2}, num_classes=3)
+
+    def listed(values) -> str:
+        return "[" + ",".join(map(str, values)) + "]"
+
+    palette = "[" + ",".join(listed(c) for c in OPTIONS["palette"]) + "]"
+    data = [
+        f"data.root={root}",
+        "data.image_ext=.png",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        f"data.class_names={listed(OPTIONS['class_names'])}",
+        f"data.palette={palette}",
+        f"data.in_channels={OPTIONS['in_channels']}",
+        f"data.mean={listed(OPTIONS['mean'])}",
+        f"data.std={listed(OPTIONS['std'])}",
+    ]
+    model = ["model=unet", "model.eval_scale=0.5", "model.eval_flip=true"]
+    train_only = ["data.crop_size=32", "data.batch_size=2"]
+    cfg = compose("train", [*FAST_TRAIN, *model, *data, *train_only], tmp / "run")
+    from train import train
+
+    metrics = train(cfg)
+    return OptionsRun(root, Path(cfg.paths.output_dir), metrics, data, OPTIONS)
