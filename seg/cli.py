@@ -45,8 +45,18 @@ def paragraph(error: BaseException) -> str:
     return f"{type(error).__name__}: " + "\n".join(lines)
 
 
+def resume_command(path) -> str:
+    """This command line again, resuming from ``path`` (an earlier ``ckpt_path=`` replaced)."""
+    words = [w for w in sys.argv[1:] if not w.startswith(("ckpt_path=", "+ckpt_path="))]
+    return " ".join(["python", sys.argv[0], *words, f"ckpt_path={path}"])
+
+
 def expected_errors(main: Callable) -> Callable:
-    """Run ``main``; print an expected error as one paragraph and exit with status 2."""
+    """Run ``main``; print an expected error as one paragraph and exit with status 2.
+
+    A run stopped by SIGINT or SIGTERM (``Interrupted``) prints how to resume it and exits with
+    128 + the signal number.
+    """
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -54,10 +64,15 @@ def expected_errors(main: Callable) -> Callable:
         entered = True
         try:
             return main(*args, **kwargs)
-        except expected_types() as error:
-            if os.environ.get(DEBUG_VARIABLE) == "1":
-                raise
+        except Exception as error:
+            from seg.checkpoint.interrupt import Interrupted
+
             sys.stdout.flush()
+            if isinstance(error, Interrupted):
+                print(f"{error}. Resume with:\n  {resume_command(error.path)}", file=sys.stderr)
+                sys.exit(error.exit_status)
+            if not isinstance(error, expected_types()) or os.environ.get(DEBUG_VARIABLE) == "1":
+                raise
             print(paragraph(error), file=sys.stderr, flush=True)
             sys.exit(EXIT_EXPECTED)
 

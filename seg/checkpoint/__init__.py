@@ -9,11 +9,14 @@
   optimizer settings win over the checkpoint's).
 - ``guard``: ``CheckpointGuard`` (no NaN/inf or exploded weights, ``weights=None`` stored).
 - ``lock``: ``RunLock`` (one writer per run directory) and the writable-directory check.
+- ``interrupt``: ``GracefulStop`` (SIGINT / SIGTERM: ``last.ckpt`` at the step's end, then
+  ``Interrupted``, which the entry point turns into the resume command and exit 130 / 143).
 
 ``lifecycle()`` gives the callbacks and the checkpoint writer every training run gets.
 """
 
 from seg.checkpoint.guard import CheckpointGuard
+from seg.checkpoint.interrupt import GracefulStop, Interrupted
 from seg.checkpoint.lock import RunDirectoryError, RunLock
 from seg.checkpoint.read import (
     CheckpointError,
@@ -34,15 +37,18 @@ from seg.checkpoint.write import AtomicCheckpointIO, LastCheckpoint, remove_part
 
 
 def lifecycle() -> tuple[list, AtomicCheckpointIO]:
-    """The always-on callbacks (exact resume, today's settings, the guard) and the writer."""
+    """The always-on callbacks (exact resume, today's settings, signals, the guard), the writer."""
     guard = CheckpointGuard()
-    return [RNGState(), LoaderResume(), ResumeSettings(), guard], AtomicCheckpointIO(guard.check)
+    callbacks = [RNGState(), LoaderResume(), ResumeSettings(), GracefulStop(), guard]
+    return callbacks, AtomicCheckpointIO(guard.check)
 
 
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
     "CheckpointGuard",
+    "GracefulStop",
+    "Interrupted",
     "LastCheckpoint",
     "LoaderResume",
     "RNGState",

@@ -126,10 +126,17 @@ class LoaderResume(pl.Callback):
         restored = loop.restarting and loop._combined_loader_states_to_load
         if restored and not loop.epoch_loop.batch_progress.is_last_batch:  # mid-epoch
             loop._load_combined_loader_states()
+        epoch = loop.epoch_progress.current.processed
+        if loop.restarted_on_epoch_end and loop._iteration_based_training():
+            # Under max_steps, Lightning replays the end of an epoch whose checkpoint was written
+            # in on_train_epoch_end and counts it as processed a second time: every later epoch
+            # would get the next epoch's sampler order (Lightning issue #19617's family).
+            loop.epoch_progress.current.processed -= 1
+            loop.epoch_progress.total.processed -= 1
         for loader in loop._combined_loader.flattened:
             for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
                 if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(loop.epoch_progress.current.processed)
+                    sampler.set_epoch(epoch)
         iter(loop._data_fetcher)  # a fresh iterator, from the restored state
 
 
