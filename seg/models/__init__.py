@@ -2,7 +2,7 @@
 
 build_model(arch, backbone, num_classes, weights=...) picks a decoder from DECODERS
 (fcn32s fcn16s fcn8s unet) and a backbone from BACKBONES (vgg16 resnet18 resnet34 resnet50
-resnet101 mobilenet_v3_large unet tiny).
+resnet101 mobilenet_v3_large unet tiny, and timm:<name> for any timm model).
 
 Contracts: a backbone maps images (N, C, H, W) (C = in_channels, 3 for RGB) to
 dict[stride, Tensor] and has a `channels` attribute (see backbones.py); a decoder is built as
@@ -71,7 +71,10 @@ def build_model(
     if arch not in DECODERS:
         raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(DECODERS)}")
     if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
+        raise ValueError(
+            f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}, or"
+            " timm:<name> for a model timm knows (timm:convnext_tiny)"
+        )
     if num_classes < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     encoder = BACKBONES[backbone](

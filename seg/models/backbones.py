@@ -4,7 +4,7 @@ Contract: `forward(images (N, C, H, W)) -> dict[int, Tensor]` (C = in_channels, 
 feature s of shape (N, channels[s], H/s, W/s) for H, W multiples of 32, and a
 `channels: dict[int, int]` attribute.
 Strides: vgg16 2-32 (pool1-pool4, then fc7), resnets 4-32, mobilenet_v3_large 2-32,
-unet 1-16 (the original U-Net encoder), tiny 2-32.
+unet 1-16 (the original U-Net encoder), tiny 2-32; ``timm:<name>`` any timm model (timm.py).
 
 Every builder takes `weights` (None, "imagenet" or a local state dict path, see weights.py),
 `weights_required` and `in_channels`; torchvision backbones adapt their pretrained first
@@ -173,13 +173,41 @@ def tiny(
     return backbone
 
 
-BACKBONES = {
-    "vgg16": vgg16,
-    "resnet18": resnet18,
-    "resnet34": resnet34,
-    "resnet50": resnet50,
-    "resnet101": resnet101,
-    "mobilenet_v3_large": mobilenet_v3_large,
-    "unet": unet,
-    "tiny": tiny,
-}
+class Backbones(dict):
+    """Builders by name; ``timm:<name>`` answers too, for every model timm knows (timm.py).
+
+    Iterating lists the named builders only. timm is imported at the first ``timm:`` lookup:
+    it takes about a second, which runs that never name one do not pay.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or timm_builder(name) is not None
+
+    def __missing__(self, name: str):
+        builder = timm_builder(name)
+        if builder is None:
+            raise KeyError(name)
+        return builder
+
+
+def timm_builder(name: object):
+    """The builder of ``timm:<name>``, or None for other names and models timm does not know."""
+    if not (isinstance(name, str) and name.startswith("timm:")):
+        return None
+    from . import timm as timm_backbones
+
+    return timm_backbones.builder(name)
+
+
+BACKBONES = Backbones(
+    {
+        "vgg16": vgg16,
+        "resnet18": resnet18,
+        "resnet34": resnet34,
+        "resnet50": resnet50,
+        "resnet101": resnet101,
+        "mobilenet_v3_large": mobilenet_v3_large,
+        "unet": unet,
+        "tiny": tiny,
+    }
+)
