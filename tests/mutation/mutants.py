@@ -24,6 +24,10 @@ MODELS = ("tests/test_padding_values.py", "tests/test_models.py")
 INFER = ("tests/test_alignment.py", "tests/test_inference.py")
 RESUME = ("tests/test_resume_boundaries.py",)
 RELIABILITY = ("tests/test_reliability.py", "-k", "killed or pickle or atomic or finite or nan")
+OPTIONS = ("tests/test_checkpoint_options.py",)
+EDGES = ("tests/test_loss_edges.py",)
+SEEDS = ("tests/test_seeds.py",)
+CASES = ("tests/test_data_cases.py",)
 
 MUTANTS = [
     # the three that the suite once missed
@@ -95,4 +99,55 @@ MUTANTS = [
     Mutant("loader state loaded at an epoch boundary", "seg/checkpoint/resume.py",
            "if restored and not loop.epoch_loop.batch_progress.is_last_batch:", "if restored:",
            RESUME),
+    # what a checkpoint carries into evaluate.py and predict.py
+    Mutant("checkpoint's eval_scale ignored", "evaluate.py",
+           'options["scales"] = [info.get("eval_scale", 1.0)]', 'options["scales"] = [1.0]',
+           OPTIONS),
+    Mutant("checkpoint's eval_flip ignored", "evaluate.py",
+           'options["flip"] = bool(info.get("eval_flip", False))', 'options["flip"] = False',
+           OPTIONS),
+    Mutant("evaluate ignores the checkpoint's palette", "evaluate.py",
+           'palette = info.get("palette") or datamodule.palette',
+           "palette = datamodule.palette", OPTIONS),
+    Mutant("predict colours in the VOC palette", "predict.py",
+           'palette = info.get("palette") or voc_colormap()', "palette = voc_colormap()", OPTIONS),
+    Mutant("predict names classes as VOC's", "predict.py",
+           'names = info.get("class_names") or VOC_CLASSES[: info["num_classes"]]',
+           'names = VOC_CLASSES[: info["num_classes"]]', OPTIONS),
+    Mutant("predict ignores the checkpoint's std", "predict.py",
+           'mean, std = info["mean"], info["std"]',
+           'mean, std = info["mean"], [1.0] * len(info["mean"])', OPTIONS),
+    # loss edges
+    Mutant("OHEM lets ignored pixels into the cut", "seg/losses.py",
+           'prob = prob[:, 0].masked_fill(~valid, float("inf"))',
+           "prob = prob[:, 0].masked_fill(~valid, 0.0)", EDGES),
+    Mutant("weighted loss sum ignores its weights", "seg/losses.py",
+           "parts = [w * self.terms[name](logits, masks) for name, w in self.weights.items()]",
+           "parts = [self.terms[name](logits, masks) for name, w in self.weights.items()]", EDGES),
+    Mutant("validation loss not weighted by pixels", "seg/module.py",
+           'getattr(self, f"{stage}_loss").update(loss, weight=valid)',
+           'getattr(self, f"{stage}_loss").update(loss)', EDGES),
+    # seeds
+    Mutant("augmentation seed from seed + epoch + index", "seg/data/sampler.py",
+           "np.random.SeedSequence([seed, epoch, index])",
+           "np.random.SeedSequence(seed + epoch + index)", SEEDS),
+    Mutant("loader seeded from the global RNG", "seg/data/datamodule.py",
+           "generator=torch.Generator().manual_seed(self.seed),", "generator=None,", SEEDS),
+    Mutant("resume lr ratio inverted", "seg/checkpoint/resume.py",
+           "ratio = new / old if old and new else 1.0", "ratio = old / new if old and new else 1.0",
+           ("tests/test_resume_settings.py",)),
+    # data details
+    Mutant("Cityscapes car and truck swapped", "configs/data/cityscapes.yaml",
+           "26: 13, 27: 14", "26: 14, 27: 13", CASES),
+    Mutant("doctor counts width x width pixels", "seg/data/scan.py",
+           "n + scan.size[0] * scan.size[1],", "n + scan.size[0] * scan.size[0],", CASES),
+    Mutant("folder ids lose their sub-folder", "seg/data/layouts.py",
+           'rel = path.parent.relative_to(folder) / match["id"]', 'rel = Path(match["id"])',
+           CASES),
+    Mutant("RGBA images left in BGR", "seg/data/reading.py",
+           "image.shape[2] in (3, 4)", "image.shape[2] == 3", CASES),
+    Mutant("reduce_zero_label turns 255 into 254", "seg/data/encodings.py",
+           "        lut[255] = 255\n", "", CASES),
+    Mutant("scale augmentation given the factor", "seg/data/transforms.py",
+           "scale_limit=(low - 1, high - 1),", "scale_limit=(low, high),", CASES),
 ]  # fmt: skip

@@ -22,7 +22,7 @@ from pathlib import Path
 from mutants import MUTANTS, Mutant
 
 REPO = Path(__file__).resolve().parents[2]
-IGNORE = shutil.ignore_patterns(".git", "outputs", "multirun", "__pycache__", ".*_cache")
+IGNORE = shutil.ignore_patterns(".git", ".venv", "outputs", "multirun", "__pycache__", ".*_cache")
 
 
 def pytest(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, float]:
