@@ -1,5 +1,9 @@
 """A run interrupted at any boundary and resumed ends exactly as an uninterrupted one.
 
+Runs stop by epochs (``max_epochs``) or by steps (``max_steps``): Lightning restores its loops
+differently for the two, and under ``max_steps`` an epoch-end checkpoint once resumed with the
+next epoch's sampler order. Signals (SIGTERM, SIGINT, SIGKILL) are sent to a real ``train.py``.
+
 The network applies dropout while training, so every step draws random numbers: a resume that
 restores weights, optimizer and loader position but not the random-number states diverges at
 once. Boundaries: mid-epoch (a step checkpoint), end of epoch (the checkpoint written after
@@ -7,13 +11,17 @@ validation) and during validation (the step checkpoint written after an epoch's 
 before its validation ran); each with 0 and 2 loader workers. Runs go through ``train(cfg)``.
 """
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from conftest import FAST_TRAIN, compose, write_voc_tree
+from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 
 from seg.checkpoint import read_checkpoint
 from seg.module import SegmentationModule
@@ -56,18 +64,37 @@ class Crash(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
+class Signal(pl.Callback):
+    """Send this process ``signum`` at ``global_step == step`` in the training or validation
+    ``stage``, as a scheduler or a user would."""
+
+    def __init__(self, stage: str, step: int, signum: int) -> None:
+        self.stage, self.step, self.signum = stage, step, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.stage == "train" and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if self.stage == "validation" and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
 # boundary: (crash stage, crash step, last.ckpt's step, whether validation had run before it)
 BOUNDARIES = {
     "mid-epoch": ("train", 7, 6, True),  # epoch 1 after 2 of 4 batches
     "end-of-epoch": ("train", 4, 4, True),  # epoch 0 done and validated
     "during-validation": ("validation", 4, 4, False),  # epoch 0 trained, not yet validated
+    # epoch 1 after 1 of 4 batches, with no step checkpoint since the epoch-end one
+    "mid-epoch-after-epoch-end": ("train", 5, 4, True),
 }
+STOPS = {"epochs": [], "steps": ["trainer.max_steps=8", "trainer.max_epochs=-1"]}
 
 
-def options(root: Path, workers: int) -> list[str]:
+def options(root: Path, workers: int, stop: str = "epochs") -> list[str]:
     persistent = "true" if workers else "false"
     return [*RUN, f"data.root={root}", f"data.num_workers={workers}",
-            f"data.persistent_workers={persistent}"]  # fmt: skip
+            f"data.persistent_workers={persistent}", *STOPS[stop]]  # fmt: skip
 
 
 def validated(checkpoint: dict) -> bool:
@@ -93,20 +120,23 @@ def whole_runs(tmp_path_factory) -> dict:
     root = write_voc_tree(tmp_path_factory.mktemp("voc"), {"train": 8, "val": 2})
     runs = {}
 
-    def run(workers: int) -> tuple[Path, dict, dict]:
-        if workers not in runs:
-            out = tmp_path_factory.mktemp(f"whole{workers}")
-            metrics = train(compose("train", options(root, workers), out))
-            runs[workers] = (root, metrics, read_checkpoint(out / "checkpoints" / "last.ckpt"))
-        return runs[workers]
+    def run(workers: int, stop: str = "epochs") -> tuple[Path, dict, dict]:
+        if (workers, stop) not in runs:
+            out = tmp_path_factory.mktemp(f"whole{workers}{stop}")
+            metrics = train(compose("train", options(root, workers, stop), out))
+            last = read_checkpoint(out / "checkpoints" / "last.ckpt")
+            runs[workers, stop] = (root, metrics, last)
+        return runs[workers, stop]
 
     return run
 
 
-def resume_after_crash(boundary: str, workers: int, whole_runs, tmp_path: Path) -> None:
-    root, expected, whole_last = whole_runs(workers)
+def resume_after_crash(
+    boundary: str, workers: int, whole_runs, tmp_path: Path, stop: str = "epochs"
+) -> None:
+    root, expected, whole_last = whole_runs(workers, stop)
     stage, step, saved_step, was_validated = BOUNDARIES[boundary]
-    common = options(root, workers)
+    common = options(root, workers, stop)
     crash = ["+callbacks.crash._target_=test_resume_boundaries.Crash",
              f"+callbacks.crash.stage={stage}", f"+callbacks.crash.step={step}"]  # fmt: skip
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -115,17 +145,66 @@ def resume_after_crash(boundary: str, workers: int, whole_runs, tmp_path: Path) 
     checkpoint = read_checkpoint(last)
     assert (checkpoint["global_step"], validated(checkpoint)) == (saved_step, was_validated)
     resumed = train(compose("train", [*common, f"ckpt_path={last}"], tmp_path))
+    assert_same_state(whole_last, read_checkpoint(last))
     assert resumed["val/mIoU"] == expected["val/mIoU"]
     assert resumed["val/loss"] == expected["val/loss"]
-    assert_same_state(whole_last, read_checkpoint(last))
 
 
+@pytest.mark.parametrize("stop", STOPS)
 @pytest.mark.parametrize("boundary", BOUNDARIES)
-def test_resume_is_exact_at_every_boundary(boundary, whole_runs, tmp_path):
-    resume_after_crash(boundary, 0, whole_runs, tmp_path)
+def test_resume_is_exact_at_every_boundary(boundary, stop, whole_runs, tmp_path):
+    resume_after_crash(boundary, 0, whole_runs, tmp_path, stop)
 
 
 @pytest.mark.slow  # worker processes start for every run: about 3x the time
 @pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_resume_is_exact_at_every_boundary_with_two_workers(boundary, whole_runs, tmp_path):
-    resume_after_crash(boundary, 2, whole_runs, tmp_path)
+    resume_after_crash(boundary, 2, whole_runs, tmp_path, "steps")
+
+
+# signal: (stage it arrives in, step, exit status, last.ckpt's step)
+SIGNALS = {
+    # honoured at the end of the step it arrives in: last.ckpt is written there
+    "SIGTERM": ("train", 5, 143, 6),
+    "SIGINT": ("train", 5, 130, 6),
+    # honoured after the validation it arrives in, at the next step's end
+    "SIGTERM-during-validation": ("validation", 4, 143, 5),
+    # no chance to write: the epoch-end last.ckpt is what remains
+    "SIGKILL": ("train", 5, -signal.SIGKILL, 4),
+}
+
+
+def signal_then_resume(name: str, workers: int, whole_runs, tmp_path: Path) -> None:
+    root, expected, whole_last = whole_runs(workers, "steps")
+    stage, step, status, saved_step = SIGNALS[name]
+    signum = getattr(signal, name.split("-")[0])
+    common = options(root, workers, "steps")
+    hook = ["+callbacks.signal._target_=test_resume_boundaries.Signal",
+            f"+callbacks.signal.stage={stage}", f"+callbacks.signal.step={step}",
+            f"+callbacks.signal.signum={int(signum)}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    command = [sys.executable, "train.py", *common, *hook, f"hydra.run.dir={tmp_path}"]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == status, done.stderr[-3000:]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    if signum != signal.SIGKILL:
+        assert "Traceback" not in done.stderr
+        assert f"Resume with:\n  python train.py " in done.stderr
+        assert done.stderr.rstrip().endswith(f"ckpt_path={last}")
+    assert read_checkpoint(last)["global_step"] == saved_step
+    resumed = train(compose("train", [*common, f"ckpt_path={last}"], tmp_path))
+    assert resumed["val/mIoU"] == expected["val/mIoU"]
+    assert_same_state(whole_last, read_checkpoint(last))
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_a_signal_stops_cleanly_and_the_resume_is_exact(name, whole_runs, tmp_path):
+    signal_then_resume(name, 0, whole_runs, tmp_path)
+
+
+@pytest.mark.slow  # worker processes start for every run
+@pytest.mark.parametrize("name", SIGNALS)
+def test_a_signal_stops_cleanly_and_the_resume_is_exact_with_two_workers(
+    name, whole_runs, tmp_path
+):
+    signal_then_resume(name, 2, whole_runs, tmp_path)

@@ -117,15 +117,25 @@ class LoaderResume(pl.Callback):
     On a resume at an epoch boundary (after the last batch, before or after validation) the
     iterator is made again too, without the state: the early one was made at the sampler's
     default epoch, and loader workers had already prefetched that epoch's order.
+
+    Under ``max_steps`` with ``max_epochs=-1`` the schedule's length needs no loader: Lightning
+    builds it after the restore and loads the position itself, but into an iterator made before
+    the sampler's epoch is set. So the saved position is kept from the checkpoint and loaded
+    again, after the epoch, in both cases.
     """
+
+    def __init__(self) -> None:
+        self.states: list | None = None
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        # Kept here: Lightning drops its copy once it has loaded it into a loader.
+        fit_loop = checkpoint.get("loops", {}).get("fit_loop", {})
+        self.states = fit_loop.get("state_dict", {}).get("combined_loader")
 
     def on_train_start(self, trainer, pl_module) -> None:
         loop = trainer.fit_loop
         if trainer.ckpt_path is None or loop._data_fetcher is None:
             return
-        restored = loop.restarting and loop._combined_loader_states_to_load
-        if restored and not loop.epoch_loop.batch_progress.is_last_batch:  # mid-epoch
-            loop._load_combined_loader_states()
         epoch = loop.epoch_progress.current.processed
         if loop.restarted_on_epoch_end and loop._iteration_based_training():
             # Under max_steps, Lightning replays the end of an epoch whose checkpoint was written
@@ -137,6 +147,9 @@ class LoaderResume(pl.Callback):
             for sampler in (loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
                 if hasattr(sampler, "set_epoch"):
                     sampler.set_epoch(epoch)
+        if self.states and not loop.epoch_loop.batch_progress.is_last_batch:  # mid-epoch
+            loop._combined_loader._load_state_dicts(self.states)
+        self.states = None
         iter(loop._data_fetcher)  # a fresh iterator, from the restored state
 
 
