@@ -189,7 +189,7 @@ def signal_then_resume(name: str, workers: int, whole_runs, tmp_path: Path) -> N
     last = tmp_path / "checkpoints" / "last.ckpt"
     if signum != signal.SIGKILL:
         assert "Traceback" not in done.stderr
-        assert f"Resume with:\n  python train.py " in done.stderr
+        assert "Resume with:\n  python train.py " in done.stderr
         assert done.stderr.rstrip().endswith(f"ckpt_path={last}")
     assert read_checkpoint(last)["global_step"] == saved_step
     resumed = train(compose("train", [*common, f"ckpt_path={last}"], tmp_path))

@@ -2,13 +2,18 @@
 
 Every reader (``ckpt_path``, ``init_from``, evaluation) goes through ``read_checkpoint``, which
 loads with ``weights_only=True`` (nothing in the file runs) and says what a refused file is.
+``load_network`` and ``init_from_checkpoint`` also take a model folder (seg.save_pretrained:
+config.json + model.safetensors), read by ``read_folder`` with the same one-paragraph errors.
 """
 
+import json
 import logging
 import pickle
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
 from seg.models import build_model, load_matching_state
@@ -98,28 +103,34 @@ def model_state(checkpoint: dict) -> dict[str, Tensor]:
 
 
 def load_network(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the network of a train.py checkpoint from the file alone, in eval mode.
+    """Rebuild the network of a train.py checkpoint or a model folder from it alone, in eval mode.
 
     Returns the network and the checkpoint's facts: its hyperparameters plus epoch and step.
     """
-    checkpoint = read_checkpoint(path)
-    hparams = dict(checkpoint["hyper_parameters"])
+    source = Path(path)
+    if is_model_folder(path):
+        info, state = read_folder(path)
+        source = source / WEIGHTS_FILE
+    else:
+        checkpoint = read_checkpoint(path)
+        hparams = dict(checkpoint["hyper_parameters"])
+        info = {**hparams, "epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")}
+        state = model_state(checkpoint)
     try:
         model = build_model(
-            hparams["arch"],
-            hparams["backbone"],
-            hparams["num_classes"],
+            info["arch"],
+            info["backbone"],
+            info["num_classes"],
             weights=None,
-            in_channels=hparams.get("in_channels", 3),
+            in_channels=info.get("in_channels", 3),
         )
-        model.load_state_dict(model_state(checkpoint))
+        model.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise CheckpointError(
-            f"checkpoint {path} does not fit the network it names ({hparams.get('arch')}/"
-            f"{hparams.get('backbone')}, {hparams.get('num_classes')} classes): was it written by "
-            f"another version of this program? Detail: {first_line(error)}"
+            f"checkpoint {source} does not fit the network it names ({info.get('arch')}/"
+            f"{info.get('backbone')}, {info.get('num_classes')} classes): was it written by "
+            f"another version of this program? Detail: {' '.join(str(error).split())[:300]}"
         ) from error
-    info = {**hparams, "epoch": checkpoint.get("epoch"), "step": checkpoint.get("global_step")}
     return model.eval(), info
 
 
@@ -128,7 +139,7 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> tuple[list[str],
 
     Copying nothing, or only all-zero tensors, is refused: the run would silently start fresh.
     """
-    state = model_state(read_checkpoint(path))
+    state = read_folder(path)[1] if is_model_folder(path) else model_state(read_checkpoint(path))
     loaded, skipped = load_matching_state(model, state)
     if not any(state[k].count_nonzero() for k in loaded):
         raise CheckpointError(
@@ -144,3 +155,54 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> tuple[list[str],
         ", ".join(skipped) or "none",
     )
     return loaded, skipped
+
+
+# Model folders (seg.save_pretrained): the network's facts in config.json, its tensors in
+# model.safetensors, a model card in README.md (not needed to load).
+FOLDER_FORMAT, FOLDER_VERSION = "seg-model-folder", 1
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+FOLDER_ADVICE = (
+    "write one with `python export.py format=pretrained ckpt_path=<checkpoint>` or "
+    "seg.save_pretrained(checkpoint, folder)"
+)
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """A directory holding config.json or model.safetensors (a run directory holds neither)."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).is_file() for f in (CONFIG_FILE, WEIGHTS_FILE))
+
+
+def read_folder(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
+    """A model folder's facts (load_network's info) and tensors; refuse missing or foreign files."""
+    path = Path(path)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(
+                f"{path / name} does not exist: a model folder holds {CONFIG_FILE} and "
+                f"{WEIGHTS_FILE}; {FOLDER_ADVICE}"
+            )
+    try:
+        config = json.loads((path / CONFIG_FILE).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE} is not JSON ({first_line(error)}); {FOLDER_ADVICE}"
+        ) from error
+    kind = config.get("format") if isinstance(config, dict) else None
+    lacking = [k for k in NETWORK_KEYS if kind and k not in config]
+    if kind != FOLDER_FORMAT or config.get("format_version", 0) > FOLDER_VERSION or lacking:
+        raise CheckpointError(
+            f"{path / CONFIG_FILE} is not a seg model config (format {kind!r}, version "
+            f"{config.get('format_version') if kind else None}; expected {FOLDER_FORMAT!r} "
+            f"up to version {FOLDER_VERSION}, with {', '.join(NETWORK_KEYS)}): a folder of "
+            f"another program or of a newer seg; {FOLDER_ADVICE}"
+        )
+    try:
+        state = load_safetensors(path / WEIGHTS_FILE, device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE} could not be read as safetensors ({first_line(error)[:200]});"
+            f" it is damaged or not a weights file: {FOLDER_ADVICE}"
+        ) from error
+    info = {k: v for k, v in config.items() if k not in ("preprocessing", "evaluation")}
+    return info | config.get("preprocessing", {}) | config.get("evaluation", {}), state
