@@ -20,6 +20,7 @@ from tqdm import tqdm  # noqa: E402
 
 from seg import report  # noqa: E402
 from seg.checkpoint import CheckpointError, load_network  # noqa: E402
+from seg.checkpoint.read import is_model_folder  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
 from seg.evaluation import evaluate_batch, image_matrices, image_scores  # noqa: E402
@@ -35,11 +36,11 @@ MOVED = {
 
 
 def checkpoint_paths(ckpt_path) -> list[Path]:
-    """A file, a directory (every .ckpt below it), a glob, or a list of these -> files."""
+    """A file, a model folder, a directory (every .ckpt below it), a glob, or a list -> paths."""
     items = list(ckpt_path) if isinstance(ckpt_path, list | tuple | ListConfig) else [ckpt_path]
     paths = []
     for item in map(str, items):
-        if Path(item).is_dir():
+        if Path(item).is_dir() and not is_model_folder(item):
             found = sorted(Path(item).rglob("*.ckpt"))
         elif glob.has_magic(item):
             found = sorted(Path(p) for p in glob.glob(item, recursive=True))

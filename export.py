@@ -1,5 +1,8 @@
 """Export checkpoints to ONNX and check them against PyTorch: ``python export.py ckpt_path=...``.
 
+``format=pretrained`` writes model folders instead (seg/pretrained.py), uploaded with
+``push_to_hub=<user/name>``.
+
 ``export(cfg)`` is a plain function (tests call it with a composed config); ``main`` is the thin
 Hydra entry point. See configs/export.yaml for the options and seg/export.py for the graph.
 """
@@ -17,12 +20,31 @@ from evaluate import checkpoint_paths, labels, network, stem  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError  # noqa: E402
 from seg.export import check_parity, export_onnx  # noqa: E402
+from seg.pretrained import push_to_hub, save_pretrained  # noqa: E402
 
 EXPORTERS = {"dynamo": True, "torchscript": False}
+FORMATS = ("onnx", "pretrained")
+
+
+def export_pretrained(cfg: DictConfig) -> dict:
+    """Each checkpoint as the model folder ``<label>/``; uploaded when push_to_hub is set."""
+    paths, out_dir, folders = checkpoint_paths(cfg.ckpt_path), Path(cfg.paths.output_dir), {}
+    if cfg.push_to_hub and len(paths) > 1:
+        raise ConfigError(f"push_to_hub takes one checkpoint, but ckpt_path matched {len(paths)}")
+    for path, label in labels(paths).items():
+        folder = save_pretrained(path, out_dir / stem(label), cfg.metrics, cfg.license)
+        pushed = push_to_hub(folder, cfg.push_to_hub) if cfg.push_to_hub else None
+        folders[str(folder)] = pushed
+        print(f"{folder}: model folder" + (f", uploaded: {pushed}" if pushed else ""))
+    return {"folders": folders, "output_dir": str(out_dir)}
 
 
 def export(cfg: DictConfig) -> dict:
     """Each checkpoint as ``<label>.onnx``, checked against PyTorch at two sizes."""
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format} is unknown; use one of {', '.join(FORMATS)}")
+    if cfg.format == "pretrained":
+        return export_pretrained(cfg)
     if cfg.exporter not in EXPORTERS:
         raise ConfigError(f"exporter={cfg.exporter} is unknown; use one of {', '.join(EXPORTERS)}")
     out_dir = Path(cfg.paths.output_dir)

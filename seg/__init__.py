@@ -7,3 +7,17 @@ Contracts shared by every part:
 """
 
 __version__ = "0.1.0"
+
+# Model folders (seg/pretrained.py), imported on first use: `import seg` stays free of torch.
+PRETRAINED = ("save_pretrained", "from_pretrained", "push_to_hub")
+
+
+def __getattr__(name: str):
+    if name in PRETRAINED:
+        from seg import pretrained
+
+        return getattr(pretrained, name)
+    raise AttributeError(f"module 'seg' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *PRETRAINED]
