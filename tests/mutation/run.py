@@ -4,9 +4,10 @@
     python tests/mutation/run.py --only "fwIoU"  # mutants whose name contains a word
     python tests/mutation/run.py --list
 
-The copy (the working tree without .git and outputs) lives in a temporary directory; each mutant
-is applied, its tests run with ``-x`` under a timeout, and the file restored. An unmutated run
-of every selected test file comes first: a mutant only counts as caught against a green start.
+The copy (the working tree without .git, .venv and outputs) lives in a temporary directory; each
+mutant is applied, its tests run with ``-x`` under a timeout, and the file restored. Each row
+names the mutant, its file, the verdict and the first test that failed. An unmutated run of
+every selected test file comes first: a mutant only counts as caught against a green start.
 Run by hand, not in CI.
 """
 
@@ -25,16 +26,27 @@ REPO = Path(__file__).resolve().parents[2]
 IGNORE = shutil.ignore_patterns(".git", ".venv", "outputs", "multirun", "__pycache__", ".*_cache")
 
 
-def pytest(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, float]:
-    """Run pytest in the copy: 'pass', 'fail' or 'timeout', and the seconds it took."""
+def pytest(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, float, str]:
+    """Run pytest in the copy: 'pass', 'fail' or 'timeout', the seconds, the first failed test."""
     env = {k: v for k, v in os.environ.items() if k != "SEG_ROOT"}
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=copy, env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", time.perf_counter() - start
-    return ("pass" if done.returncode == 0 else "fail"), time.perf_counter() - start
+        return "timeout", time.perf_counter() - start, ""
+    seconds = time.perf_counter() - start
+    if done.returncode == 0:
+        return "pass", seconds, ""
+    return "fail", seconds, first_failure(done.stdout.decode(errors="replace"))
+
+
+def first_failure(output: str) -> str:
+    """The node id of the first FAILED or ERROR line of pytest's short summary."""
+    for line in output.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split()[1]
+    return "(no test named: see pytest's output)"
 
 
 def plant(copy: Path, mutant: Mutant) -> str:
@@ -63,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         copy = Path(tmp) / "repo"
         shutil.copytree(REPO, copy, ignore=IGNORE)
         files = tuple(sorted({t for m in chosen for t in m.tests if t.startswith("tests/")}))
-        status, seconds = pytest(copy, files, args.timeout * 2)
+        status, seconds, _ = pytest(copy, files, args.timeout * 2)
         print(f"unmutated: {' '.join(files)}: {status} in {seconds:.0f} s", flush=True)
         if status != "pass":
             print("the tests fail without any mutant: fix them first", file=sys.stderr)
@@ -72,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         for mutant in chosen:
             original = plant(copy, mutant)
             try:
-                status, seconds = pytest(copy, mutant.tests, args.timeout)
+                status, seconds, test = pytest(copy, mutant.tests, args.timeout)
             finally:
                 (copy / mutant.path).write_text(original)
             verdict = {"pass": "missed", "fail": "caught", "timeout": "timeout"}[status]
             rows.append((mutant, verdict))
-            print(f"| {mutant.name} | `{mutant.path}` | {verdict} | {seconds:.0f} s |", flush=True)
+            cells = [mutant.name, f"`{mutant.path}`", verdict, f"`{test}`" if test else "", seconds]
+            print("| {} | {} | {} | {} | {:.0f} s |".format(*cells), flush=True)
     caught = sum(v == "caught" for _, v in rows)
     print(f"\nscore: {caught} of {len(rows)} mutants caught")
     for mutant, verdict in rows:
