@@ -115,9 +115,9 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    if trainer_cfg.pop("budget", None):  # a clock instead of epochs (seg/training.py)
-        callbacks.append(Budget(parse_duration(cfg.trainer.budget)))
-        overrides |= {"max_epochs": -1, "max_steps": -1, "max_time": None}
+    if trainer_cfg.pop("budget", None):  # steps fixed to fill a clock (seg/training.py)
+        callbacks.append(Budget(parse_duration(cfg.trainer.budget), cfg.paths.output_dir))
+        overrides |= {"max_epochs": -1, "max_time": None}  # max_steps > 0: a plan repeated
     if cfg.trainer.get("sync_batchnorm") == "auto":
         # SyncBatchNorm needs CUDA; on CPU (gloo) each process keeps its own statistics.
         overrides["sync_batchnorm"] = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"

@@ -115,6 +115,7 @@ class SegmentationModule(pl.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self._compiled = None
+        self._epoch_steps: float | None = None
 
     def forward(self, images: Tensor) -> Tensor:
         if self.hparams.channels_last:
@@ -211,13 +212,24 @@ class SegmentationModule(pl.LightningModule):
             )
         else:
             opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay, **impl)
-        steps = self.trainer.estimated_stepping_batches  # inf under a time budget
-        total = max(1, int(steps)) if math.isfinite(steps) else 1
-        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: poly_factor(it, total, hp))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda it: poly_factor(it, self.schedule_length(), hp)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def schedule_length(self) -> float:
+        """Steps the poly schedule decays over: ``max_steps`` when set, else the epochs' steps.
 
-def poly_factor(it: int, total: int, hp) -> float:
+        Read at every step, so that a time budget (seg/training.py), which sets ``max_steps``
+        after the warm-up, sets the schedule with it; inf (no decay) until something is set.
+        """
+        trainer = self.trainer
+        if self._epoch_steps is None:
+            self._epoch_steps = trainer.estimated_stepping_batches  # inf without max_epochs
+        return min(trainer.max_steps if trainer.max_steps > 0 else math.inf, self._epoch_steps)
+
+
+def poly_factor(it: int, total: float, hp) -> float:
     """Linear warm-up for ``warmup_iters`` steps, then ``(1 - it / total) ** poly_power``.
 
     The warm-up does not depend on ``total``: a time budget (seg/training.py) measures the

@@ -1,20 +1,24 @@
 """Training by wall-clock budget and by effective batch size, on top of Lightning's Trainer.
 
-``trainer.budget=20m`` trains until the budget is spent (Lightning's ``Timer``, whose elapsed time
-is saved in every checkpoint, so a resumed run continues the same budget), decays the poly
-schedule over the elapsed fraction of the budget instead of over steps, and validates the epoch it
-stops in. ``data.effective_batch_size`` fixes the batch the optimiser sees:
+``trainer.budget=20m`` times the warm-up steps on this machine, then fixes the number of steps
+that fills the budget, validations included (``Budget``); the poly schedule decays over that
+number, a resumed run keeps it, and ``trainer.max_steps=<steps>`` repeats the run exactly.
+``data.effective_batch_size`` fixes the batch the optimiser sees:
 ``accumulate_grad_batches = effective / (batch_size * devices * nodes)``.
 """
 
+import json
+import logging
 import re
-from datetime import timedelta
+import time
+from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import Timer
+import torch
 
 from seg.config import ConfigError
-from seg.module import poly_factor
+
+log = logging.getLogger("seg")
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -42,31 +46,118 @@ def accumulation(effective: int, batch_size: int, devices: int, nodes: int = 1) 
     return effective // per_step
 
 
-class Budget(Timer):
-    """Stop at a wall-clock budget, with poly decay over its elapsed fraction.
+class Budget(pl.Callback):
+    """Fill a wall-clock budget with a number of steps fixed once, after the warm-up.
 
-    The module's LambdaLR keeps its warm-up; only the decay's clock changes. Stopping asks for
-    one last validation even when ``check_val_every_n_epoch`` would skip this epoch, so the best
-    and last checkpoints score the final weights.
+    The learning rate of the ``warmup_iters`` warm-up steps does not depend on the schedule's
+    length, so they are timed as they train (after ``SKIP`` steps of start-up); with the time of
+    one validation, measured on a few validation images, the step count that ends training and
+    its validations within the budget is fixed then, rounded down to a multiple of ``ROUND``, and
+    becomes ``max_steps``: the poly schedule decays over it from there. The plan (speed, step
+    count) is printed, saved in checkpoints and ``<run>/budget.json``; the same run again with
+    ``trainer.max_steps=<steps>`` (the budget then only records) repeats it exactly. Either
+    way the last step is validated, whatever ``check_val_every_n_epoch`` says.
     """
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(duration=timedelta(seconds=seconds), interval="step")
-        self.seconds = seconds
+    SKIP, ROUND, MIN_WARMUP = 3, 10, 10
 
-    def progress(self) -> float:
-        return min(1.0, self.time_elapsed("train") / self.seconds)
+    def __init__(self, seconds: float, run_dir: str | None = None) -> None:
+        self.seconds, self.run_dir = seconds, run_dir
+        self.plan: dict | None = None
+        self.started = time.monotonic()
+        self.marks: dict[int, float] = {}
+
+    def state_dict(self) -> dict:
+        return {"plan": self.plan}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.plan = state.get("plan")
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        super().on_train_start(trainer, module)
+        if trainer.max_steps > 0 and self.plan is None:
+            self.plan = {"steps": trainer.max_steps, "given": True}  # a rerun of a plan
+        if self.plan is not None:
+            trainer.fit_loop.epoch_loop.max_steps = self.plan["steps"]
+        elif module.hparams.warmup_iters < self.MIN_WARMUP:
+            raise ConfigError(
+                f"trainer.budget times the warm-up steps to fix the number of steps, but "
+                f"model.warmup_iters={module.hparams.warmup_iters}; set it to at least "
+                f"{self.MIN_WARMUP} (the CamVid recipe uses 50)"
+            )
 
-        def factor(it: int) -> float:
-            return poly_factor(it, 1, module.hparams, progress=self.progress())
+    def on_train_batch_end(self, trainer: pl.Trainer, module, *args, **kwargs) -> None:
+        step = trainer.global_step
+        if self.plan is None:
+            self.marks[step] = time.monotonic()
+            # The scheduler sets step s's rate before this hook at step s: plan one step early.
+            if step >= module.hparams.warmup_iters - 1:
+                self.plan = self.make_plan(trainer, module)
+                trainer.fit_loop.epoch_loop.max_steps = self.plan["steps"]
+                report(self.plan, self.run_dir)
+        if step >= trainer.max_steps > 0:  # validate the last step: stop "early" there
+            trainer.should_stop = True
+            trainer.check_val_every_n_epoch = 1
 
-        for config in trainer.lr_scheduler_configs:
-            config.scheduler.lr_lambdas = [factor] * len(config.scheduler.lr_lambdas)
+    def make_plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
+        steps = sorted(self.marks)
+        first = steps[min(self.SKIP, len(steps) - 2)]
+        per_step = (self.marks[steps[-1]] - self.marks[first]) / (steps[-1] - first)
+        per_validation = validation_seconds(trainer, module)
+        left = self.seconds - (time.monotonic() - self.started)
+        per_epoch = max(1, int(trainer.num_training_batches // trainer.accumulate_grad_batches))
+        every = (trainer.check_val_every_n_epoch or 1) * per_epoch
+        done, total = steps[-1], steps[-1] + int(left / per_step)
+        while (
+            total > done
+            and (total - done) * per_step + validations(total, every) * per_validation > left
+        ):
+            total -= 1
+        total = max(done + 1, total - total % self.ROUND)
+        return {
+            "steps": total, "budget_seconds": self.seconds,
+            "seconds_per_step": round(per_step, 4),
+            "seconds_per_validation": round(per_validation, 2),
+            "validations": validations(total, every), "timed_steps": [first, steps[-1]],
+        }  # fmt: skip
 
-    def on_train_batch_end(self, trainer: pl.Trainer, *args, **kwargs) -> None:
-        super().on_train_batch_end(trainer, *args, **kwargs)
-        if trainer.should_stop:
-            trainer.check_val_every_n_epoch = 1  # validate the epoch the budget ends in
+
+def validations(steps: int, every: int) -> int:
+    """Validations in ``steps``: every ``every`` steps, plus the last step's."""
+    return steps // every + (1 if steps % every else 0)
+
+
+def validation_seconds(trainer: pl.Trainer, module: pl.LightningModule, images: int = 2) -> float:
+    """One validation's seconds, from the first ``images`` validation images (after one)."""
+    loop = trainer.fit_loop.epoch_loop.val_loop
+    loop.setup_data()
+    loader = trainer.val_dataloaders
+    if loader is None or trainer.limit_val_batches == 0:
+        return 0.0
+    dataset, flip = loader.dataset, module.hparams.get("eval_flip", False)
+    count = min(len(dataset), images + 1)
+    module.eval()
+    times = []
+    with torch.no_grad(), trainer.precision_plugin.forward_context():
+        for i in range(count):
+            start = time.monotonic()
+            batch = loader.collate_fn([dataset[i]])
+            module(batch["image"])
+            if flip:
+                module(batch["image"].flip(-1))
+            times.append(time.monotonic() - start)
+    module.train()
+    per_image = sum(times[1:]) / max(1, len(times) - 1) if len(times) > 1 else times[0]
+    return per_image * len(dataset) * 1.1  # metrics, logging and loader start-up
+
+
+def report(plan: dict, run_dir: str | None) -> None:
+    """Print the plan and write it to ``<run_dir>/budget.json``."""
+    log.info(
+        "trainer.budget=%ss: %.3f s per step (steps %d-%d), %.1f s per validation: training "
+        "for %d steps with %d validations. The same run again: trainer.max_steps=%d",
+        plan["budget_seconds"], plan["seconds_per_step"], *plan["timed_steps"],
+        plan["seconds_per_validation"], plan["steps"], plan["validations"], plan["steps"],
+    )  # fmt: skip
+    if run_dir:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(run_dir) / "budget.json").write_text(json.dumps(plan, indent=2) + "\n")

@@ -53,7 +53,7 @@ def test_paper_bias_treatment_and_frozen_upsampler():
         freeze_upsampler=True,
         momentum=0.99,
     )
-    module.trainer = SimpleNamespace(estimated_stepping_batches=100)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=100, max_steps=-1)
     opt = module.configure_optimizers()["optimizer"]
     weights, biases = opt.param_groups
     assert weights["lr"] == 0.1 and weights["weight_decay"] == 5e-4 and weights["momentum"] == 0.99

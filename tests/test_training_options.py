@@ -1,5 +1,6 @@
 """Training options: EMA, early stopping, effective batch size, a wall-clock budget."""
 
+import json
 import os
 import socket
 import subprocess
@@ -9,11 +10,12 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
-from pytorch_lightning.callbacks import timer
 
+from seg import training
 from seg.checkpoint import read_checkpoint
+from seg.config import ConfigError
 from seg.module import SegmentationModule
-from seg.training import accumulation, parse_duration
+from seg.training import accumulation, parse_duration, validations
 from train import build_datamodule, build_trainer, train
 
 # 8 train images in batches of 2: 4 steps per epoch, seconds per run.
@@ -26,7 +28,7 @@ EMA = ["callbacks=[default,ema]", "callbacks.ema.decay=0.5"]
 
 
 class Clock:
-    """A fake ``time.monotonic`` for Lightning's Timer: one second per training step."""
+    """A fake ``time.monotonic`` for the budget: one second per training step (``Tick``)."""
 
     now = 1000.0
 
@@ -127,35 +129,60 @@ def test_parse_duration():
         parse_duration("20 minutes")
 
 
-def budget_state(path) -> tuple[int, float, float]:
-    """(global step, budget seconds spent, learning rate) saved in a checkpoint."""
-    ckpt = read_checkpoint(path)
-    (state,) = [s for k, s in ckpt["callbacks"].items() if k.startswith("Budget")]
-    lr = ckpt["optimizer_states"][0]["param_groups"][0]["lr"]
-    return ckpt["global_step"], state["time_elapsed"]["train"], lr
+def test_plan_arithmetic_validations_and_rounding():
+    assert [validations(n, 8) for n in (7, 8, 9, 16, 17)] == [1, 1, 2, 2, 3]
 
 
-def test_budget_stops_validates_decays_and_resumes_the_same_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(timer, "time", Clock)  # 1 s per step: 5 steps in a 5 s budget
+def test_budget_fixes_the_steps_after_the_warm_up_and_a_rerun_repeats_them(tmp_path, monkeypatch):
+    """A fake clock: 1 s per step, 2 s per validation, a 30 s budget -> 20 steps.
+
+    The warm-up's steps are timed (steps 4-9: 1 s each); 21 s are left after step 9, and 19 more
+    steps with the final validation fill them exactly: 28 steps, rounded down to 20. The run validates its last
+    step (check_val_every_n_epoch=1000 would not), a crash and resume ends identically, and the
+    same run given trainer.max_steps=20 repeats it bit for bit.
+    """
+    monkeypatch.setattr(training, "time", Clock)
+    monkeypatch.setattr(training, "validation_seconds", lambda trainer, module: 2.0)
+    Clock.now = 1000.0
     root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
     common = [
-        f"data.root={root}", "trainer.budget=5s", "trainer.check_val_every_n_epoch=1000",
-        "callbacks.steps.every_n_train_steps=1",
+        f"data.root={root}", "trainer.budget=30s", "trainer.check_val_every_n_epoch=1000",
+        "model.warmup_iters=10", "callbacks.steps.every_n_train_steps=1",
         "+callbacks.tick._target_=test_training_options.Tick",
     ]  # fmt: skip
     whole = run(tmp_path, "whole", common)
-    assert "val/mIoU" in whole  # the stopping epoch was validated despite every_n_epoch=1000
-    crash = ["+callbacks.crash._target_=test_reliability.Crash", "+callbacks.crash.step=3"]
+    plan = json.loads((tmp_path / "whole" / "budget.json").read_text())
+    assert (plan["steps"], plan["seconds_per_step"], plan["validations"]) == (20, 1.0, 1)
+    assert "val/mIoU" in whole
+    last_whole = read_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")
+    assert last_whole["global_step"] == 20
+    assert last_whole["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0  # decayed to 0
+
+    crash = ["+callbacks.crash._target_=test_reliability.Crash", "+callbacks.crash.step=15"]
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(tmp_path, "parts", [*common, *crash])
     last = tmp_path / "parts" / "checkpoints" / "last.ckpt"
-    assert budget_state(last)[:2] == (3, 3.0)
+    lr = read_checkpoint(last)["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.01 * (1 - 15 / 20) ** 0.9)  # poly over the planned 20 steps
     resumed = run(tmp_path, "parts", [*common, f"ckpt_path={last}"])
-    # The resumed run spent only the 2 s left, and ended where the whole run ended.
-    step, spent, lr = budget_state(tmp_path / "whole" / "checkpoints" / "last.ckpt")
-    assert (step, spent) == (5, 5.0) and budget_state(last) == (step, spent, lr)
-    assert resumed["val/mIoU"] == whole["val/mIoU"]
-    assert lr == pytest.approx(0.01 * (1 - 4 / 5) ** 0.9)  # poly over seconds, set after step 4
+    again = run(tmp_path, "again", [*common, "trainer.max_steps=20"])
+    for other, metrics in (
+        (last, resumed),
+        (tmp_path / "again" / "checkpoints" / "last.ckpt", again),
+    ):
+        state = read_checkpoint(other)
+        assert state["global_step"] == 20
+        for key, value in last_whole["state_dict"].items():
+            torch.testing.assert_close(
+                state["state_dict"][key], value, rtol=0, atol=0, msg=str(other)
+            )
+        assert metrics["val/mIoU"] == whole["val/mIoU"]
+
+
+def test_budget_needs_a_warm_up_to_time(tmp_path):
+    root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
+    with pytest.raises(ConfigError, match="model.warmup_iters=0; set it to at least 10"):
+        run(tmp_path, "run", [f"data.root={root}", "trainer.budget=30s"])
 
 
 @pytest.mark.slow  # two gloo processes in a subprocess: about 20 s idle
