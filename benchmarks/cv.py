@@ -1,7 +1,7 @@
 """Leave-one-sequence-out cross-validation of a CamVid configuration: how it does on unseen streets.
 
     python -m benchmarks.cv --name recipe --steps 600                     # experiment=camvid
-    python -m benchmarks.cv --name +photometric --steps 600 data.photometric=0.4
+    python -m benchmarks.cv --name +photo --steps 600 data.photometric=0.4
     python -m benchmarks.cv --summary                                     # results/cv.json as a table
 
 CamVid's training split holds three video sequences (0001TP, 0006R0, 0016E5). Each fold trains

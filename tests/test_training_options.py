@@ -137,9 +137,9 @@ def test_budget_fixes_the_steps_after_the_warm_up_and_a_rerun_repeats_them(tmp_p
     """A fake clock: 1 s per step, 2 s per validation, a 30 s budget -> 20 steps.
 
     The warm-up's steps are timed (steps 4-9: 1 s each); 21 s are left after step 9, and 19 more
-    steps with the final validation fill them exactly: 28 steps, rounded down to 20. The run validates its last
-    step (check_val_every_n_epoch=1000 would not), a crash and resume ends identically, and the
-    same run given trainer.max_steps=20 repeats it bit for bit.
+    steps with the final validation fill them exactly: 28 steps, rounded down to 20. The run
+    validates its last step (check_val_every_n_epoch=1000 would not), a crash and resume ends
+    identically, and the same run given trainer.max_steps=20 repeats it bit for bit.
     """
     monkeypatch.setattr(training, "time", Clock)
     monkeypatch.setattr(training, "validation_seconds", lambda trainer, module: 2.0)
