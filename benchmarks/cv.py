@@ -2,7 +2,7 @@
 
     python -m benchmarks.cv --name recipe --steps 600                     # experiment=camvid
     python -m benchmarks.cv --name +photo --steps 600 data.photometric=0.4
-    python -m benchmarks.cv --summary                                     # results/cv.json as a table
+    python -m benchmarks.cv --summary                      # results/cv.json as a table
 
 CamVid's training split holds three video sequences (0001TP, 0006R0, 0016E5). Each fold trains
 on two of them for a fixed number of steps (so the result does not depend on how busy the machine
