@@ -30,10 +30,10 @@ def last(run) -> Path:
     return run.run_dir / "checkpoints" / "last.ckpt"
 
 
-def evaluated(run, out: Path, *overrides: str, data: list[str] | None = None) -> dict:
+def evaluated(run, out: Path, *overrides: str, data: list[str] | None = None, ckpt=None) -> dict:
     """The one result row of evaluate.py on the run's val split (its own data config)."""
     data = run.data if data is None else data
-    cfg = compose("eval", [f"ckpt_path={last(run)}", *data, *overrides], out)
+    cfg = compose("eval", [f"ckpt_path={ckpt or last(run)}", *data, *overrides], out)
     (row,) = evaluate(cfg)["results"]
     return row
 
@@ -46,9 +46,9 @@ def val_images(run, folder: Path) -> Path:
     return folder
 
 
-def predicted(run, images: Path, out: Path, *overrides: str) -> dict[str, np.ndarray]:
+def predicted(run, images: Path, out: Path, *overrides: str, ckpt=None) -> dict[str, np.ndarray]:
     """predict.py's masks by image id."""
-    cfg = compose("predict", [f"ckpt_path={last(run)}", f"input={images}", *overrides], out)
+    cfg = compose("predict", [f"ckpt_path={ckpt or last(run)}", f"input={images}", *overrides], out)
     return {Path(p).stem: np.array(Image.open(p)) for p in predict(cfg)["predictions"]}
 
 
@@ -134,6 +134,21 @@ def test_names_and_colours_come_from_the_checkpoint(options_run, tmp_path, monke
         )
     assert list(row["iou"]) == ["a", "b", "c"]
     assert "trained with classes ['ground', 'rock', 'tree']" in caplog.text
+
+
+def test_a_model_folder_carries_the_same_options(options_run, tmp_path):
+    from seg.pretrained import save_pretrained
+
+    folder = save_pretrained(last(options_run), tmp_path / "model")
+    row = evaluated(options_run, tmp_path / "eval", ckpt=folder)
+    assert row["mIoU"] == pytest.approx(options_run.metrics["val/mIoU"], abs=1e-6)
+    images = val_images(options_run, tmp_path / "images")
+    from_folder = predicted(options_run, images, tmp_path / "folder", ckpt=folder)
+    from_checkpoint = predicted(options_run, images, tmp_path / "checkpoint")
+    for image_id, mask in from_checkpoint.items():
+        assert np.array_equal(from_folder[image_id], mask), image_id
+    flat = Image.open(tmp_path / "folder/predict/val_0000.png").getpalette()[:9]
+    assert flat == [c for rgb in options_run.options["palette"] for c in rgb]
 
 
 @pytest.mark.xfail(
