@@ -117,6 +117,9 @@ MUTANTS = [
     Mutant("predict ignores the checkpoint's std", "predict.py",
            'mean, std = info["mean"], info["std"]',
            'mean, std = info["mean"], [1.0] * len(info["mean"])', OPTIONS),
+    Mutant("model folder drops its evaluation options", "seg/checkpoint/read.py",
+           'return info | config.get("preprocessing", {}) | config.get("evaluation", {}), state',
+           'return info | config.get("preprocessing", {}), state', OPTIONS),
     # loss edges
     Mutant("OHEM lets ignored pixels into the cut", "seg/losses.py",
            'prob = prob[:, 0].masked_fill(~valid, float("inf"))',
@@ -136,6 +139,9 @@ MUTANTS = [
     Mutant("resume lr ratio inverted", "seg/checkpoint/resume.py",
            "ratio = new / old if old and new else 1.0", "ratio = old / new if old and new else 1.0",
            ("tests/test_resume_settings.py",)),
+    Mutant("budget stop skips the last validation", "seg/training.py",
+           "trainer.should_stop = True\n            trainer.check_val_every_n_epoch = 1\n",
+           "trainer.should_stop = True\n", ("tests/test_training_options.py", "-k", "budget")),
     # data details
     Mutant("Cityscapes car and truck swapped", "configs/data/cityscapes.yaml",
            "26: 13, 27: 14", "26: 14, 27: 13", CASES),

@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         copy = Path(tmp) / "repo"
         shutil.copytree(REPO, copy, ignore=IGNORE)
         files = tuple(sorted({t for m in chosen for t in m.tests if t.startswith("tests/")}))
-        status, seconds, _ = pytest(copy, files, args.timeout * 2)
+        status, seconds, failed = pytest(copy, files, args.timeout * 2)
         print(f"unmutated: {' '.join(files)}: {status} in {seconds:.0f} s", flush=True)
         if status != "pass":
-            print("the tests fail without any mutant: fix them first", file=sys.stderr)
+            print(f"the tests fail without any mutant ({failed}): fix them first", file=sys.stderr)
             return 1
         rows = []
         for mutant in chosen:
