@@ -80,6 +80,9 @@ def refused(error: InstantiationException, key: str) -> BaseException:
     lightning = isinstance(cause, MisconfigurationException) or (
         key == "trainer" and isinstance(cause, ValueError)
     )
+    if key == "model" and isinstance(cause, ValueError) and not unknown:
+        # e.g. an FCN over a backbone without strides 8/16/32: the model's own words say which
+        return ConfigError(f"model: {str(cause).strip()}")
     if not (unknown or lightning):
         return cause
     detail = str(cause).strip().splitlines()[0].split("__init__() ")[-1]

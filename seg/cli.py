@@ -71,7 +71,12 @@ def expected_errors(main: Callable) -> Callable:
             if isinstance(error, Interrupted):
                 print(f"{error}. Resume with:\n  {resume_command(error.path)}", file=sys.stderr)
                 sys.exit(error.exit_status)
-            if not isinstance(error, expected_types()) or os.environ.get(DEBUG_VARIABLE) == "1":
+            # OmegaConf's errors come from resolving the composed config: an interpolation
+            # such as ${oc.env:NAME} that cannot resolve names the key and the reason.
+            config = type(error).__module__.startswith("omegaconf")
+            if not (config or isinstance(error, expected_types())):
+                raise
+            if os.environ.get(DEBUG_VARIABLE) == "1":
                 raise
             print(paragraph(error), file=sys.stderr, flush=True)
             sys.exit(EXIT_EXPECTED)
@@ -79,8 +84,37 @@ def expected_errors(main: Callable) -> Callable:
     return wrapper
 
 
+def run_dir_problem(argv: list[str]) -> str | None:
+    """What keeps Hydra from creating the ``hydra.run.dir=`` of ``argv``, if anything.
+
+    Hydra makes that folder and its log file before ``main`` runs, and reports a failure there
+    with a traceback; checked first, it is one paragraph instead.
+    """
+    given = [
+        w.split("=", 1)[1] for w in argv if w.startswith(("hydra.run.dir=", "+hydra.run.dir="))
+    ]
+    if not given or "${" in given[-1]:
+        return None
+    path = os.path.abspath(given[-1])
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"hydra.run.dir={given[-1]}: {existing} is a file, not a folder; choose another"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (
+            f"hydra.run.dir={given[-1]}: {existing} is not writable (a read-only mount?); choose "
+            f"a folder this user can write to"
+        )
+    return None
+
+
 def run(main: Callable[[], object]) -> None:
     """Call a Hydra ``main``; exit with 2 where Hydra refused the command line before ``main``."""
+    problem = run_dir_problem(sys.argv[1:])
+    if problem:
+        print(f"RunDirectoryError: {problem}", file=sys.stderr)
+        sys.exit(EXIT_EXPECTED)
     try:
         main()
     except SystemExit as stop:

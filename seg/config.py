@@ -85,6 +85,9 @@ def check_data(data: dict, channels: int) -> None:
             fail(f"data.{key}", values, f"one number per image channel ({channels})")
     if any(s <= 0 for s in data.get("std") or []):
         fail("data.std", data["std"], "standard deviations must be > 0 (they divide)")
+    effective = data.get("effective_batch_size")
+    if effective is not None and not (integer(effective) and effective >= 1):
+        fail("data.effective_batch_size", effective, "an integer >= 1, or null for data.batch_size")
 
 
 def missing_keys(config: dict, prefix: str = "") -> list[str]:
@@ -109,4 +112,10 @@ def validate(config: dict) -> None:
     model, data = config.get("model") or {}, config.get("data") or {}
     names = data.get("class_names")
     check_model(model, len(names) if isinstance(names, list) else None)
-    check_data(data, int(model.get("in_channels", data.get("in_channels", 3))))
+    data_bands = data.get("in_channels", 3)
+    bands = model.get("in_channels", data_bands)
+    if "in_channels" in model and "in_channels" in data and bands != data_bands:
+        fail("model.in_channels", bands,
+             f"the data has data.in_channels={data_bands} bands and the network must read as "
+             f"many; set both keys to the same number")  # fmt: skip
+    check_data(data, int(bands))

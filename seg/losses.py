@@ -114,6 +114,11 @@ LOSSES: dict[str, Callable[[LossOptions], Loss]] = {
 
 def parse_loss(spec: str | Mapping[str, float]) -> dict[str, float]:
     """``"ce"`` or ``{"ce": 1.0, "lovasz": 0.5}`` -> a plain ``{name: weight}`` dict, checked."""
+    if not isinstance(spec, str | Mapping):
+        raise ConfigError(
+            f"model.loss={spec!r} is neither a loss name nor a mapping of names to weights; "
+            f"write model.loss=ce or 'model.loss={{ce: 1, dice: 0.5}}' (names: {sorted(LOSSES)})"
+        )
     terms = {spec: 1.0} if isinstance(spec, str) else dict(spec)
     if not terms:
         raise ConfigError("model.loss is empty; give a loss name or {name: weight, ...}")
@@ -125,6 +130,10 @@ def parse_loss(spec: str | Mapping[str, float]) -> dict[str, float]:
             )
         if not isinstance(weight, int | float) or isinstance(weight, bool):
             raise ConfigError(f"model.loss weight of {name!r} must be a number, got {weight!r}")
+        if not weight >= 0:  # a negative weight would maximise that loss
+            raise ConfigError(f"model.loss weight of {name!r} is {weight}; weights must be >= 0")
+    if not any(terms.values()):
+        raise ConfigError(f"model.loss={terms} weighs every term 0; give one a weight > 0")
     return {name: float(weight) for name, weight in terms.items()}
 
 

@@ -27,10 +27,21 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used, with the reason and what to do."""
 
 
-def first_line(error: BaseException) -> str:
-    """An exception's first line, or its type when it has no message (a bare EOFError)."""
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's first sentence, at most ``limit`` characters cut at a word, or its type
+    when it has no message (a bare EOFError)."""
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    return clip(lines[0], limit) if lines else type(error).__name__
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` up to its first full stop, shortened at a word boundary to ``limit``."""
+    text = text.strip()
+    end = text.find(". ")
+    text = text[: end + 1] if end > 0 else text
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_file(path: Path, mmap: bool = False) -> object:
@@ -50,19 +61,19 @@ def load_file(path: Path, mmap: bool = False) -> object:
         if "global" not in str(error).lower():  # not a refused class: a plain pickle, damage
             raise CheckpointError(
                 f"checkpoint {path} could not be read: it is not a PyTorch checkpoint (a plain "
-                f"pickle or a damaged file; detail: {first_line(error)[:200]}); {ADVICE}"
+                f"pickle or a damaged file; detail: {first_line(error)}); {ADVICE}"
             ) from error
         culprit = next((s for s in str(error).split("\n") if "global" in s.lower()), "")
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds objects that plain weights loading will not "
             f"unpickle (loading it could run code from the file). Only use checkpoints written "
-            f"by train.py. Detail: {culprit.strip()[:200]}"
+            f"by train.py. Detail: {clip(culprit)}"
         ) from error
     except Exception as error:  # noqa: BLE001 - any loader failure means an unreadable file
         raise CheckpointError(
             f"checkpoint {path} could not be read; it is truncated or corrupt, or not a checkpoint "
             f"(was it copied while being written?). Use another checkpoint of the run, e.g. "
-            f"last.ckpt. Detail: {type(error).__name__}: {first_line(error)[:200]}"
+            f"last.ckpt. Detail: {type(error).__name__}: {first_line(error)}"
         ) from error
 
 
@@ -201,7 +212,7 @@ def read_folder(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
         state = load_safetensors(path / WEIGHTS_FILE, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"{path / WEIGHTS_FILE} could not be read as safetensors ({first_line(error)[:200]});"
+            f"{path / WEIGHTS_FILE} could not be read as safetensors ({first_line(error)});"
             f" it is damaged or not a weights file: {FOLDER_ADVICE}"
         ) from error
     info = {k: v for k, v in config.items() if k not in ("preprocessing", "evaluation")}

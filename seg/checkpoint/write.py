@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from seg.checkpoint.read import read_checkpoint
+from seg.checkpoint.read import CheckpointError, first_line, read_checkpoint
 
 log = logging.getLogger("seg")
 
@@ -42,8 +42,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+        except (OSError, RuntimeError) as error:  # a full disk: torch's zip writer or the file
+            tmp.unlink(missing_ok=True)  # free the space, keep the old file
+            raise CheckpointError(
+                f"could not write the checkpoint {path} ({first_line(error)}); the disk may be "
+                f"full. Nothing written earlier was touched: free some space, then resume from "
+                f"the run's last.ckpt"
+            ) from None
         except BaseException:
-            tmp.unlink(missing_ok=True)  # e.g. disk full: free the space, keep the old file
+            tmp.unlink(missing_ok=True)
             raise
         os.replace(tmp, path)
         directory = os.open(path.parent, os.O_RDONLY)

@@ -14,7 +14,16 @@ import numpy as np
 from seg.data.detect import AmbiguousDataError, detect_encoding, detect_layout
 from seg.data.encodings import MaskDecoder
 from seg.data.errors import DatasetError
-from seg.data.layouts import Sample, check_unique, folder_samples, pair
+from seg.data.layouts import (
+    MASK_TYPES,
+    SPLIT,
+    Sample,
+    check_unique,
+    folder_samples,
+    index_files,
+    pair,
+)
+from seg.data.reading import IMAGE_TYPES
 from seg.data.sbd import SPLIT_DIR, check_disjoint, split_samples
 from seg.data.scan import Totals, decode_counts, scan_sample
 from seg.data.voc import VOC_CLASSES
@@ -54,6 +63,29 @@ def samples_of(root: Path, name: str, layout: dict, image_ext: str, sbd_root) ->
         images, masks = root / keys["image_dir"], root / keys["mask_dir"]
         return pair(images, masks, keys["image_pattern"], keys["mask_pattern"])
     return folder_samples(root, name, **keys)
+
+
+def unpaired(root: Path, layout: dict, image_ext: str, listed: set[str]) -> list[str]:
+    """Masks without an image, as a problem (images without a mask are the layout's to refuse).
+
+    Ids of a split are left out: a listed id's missing image is reported with its split.
+    """
+    if layout["layout"] == "voc":
+        images, masks = root / "JPEGImages", root / "SegmentationClass"
+        found = {p.stem for p in images.glob(f"*{image_ext}")} if images.is_dir() else set()
+        mask_ids = {p.stem: p for p in masks.glob("*.png")} if masks.is_dir() else {}
+    elif SPLIT in layout["image_dir"] + layout["mask_dir"]:
+        return []  # paired split by split by the layout itself
+    else:
+        found = index_files(root / layout["image_dir"], layout["image_pattern"], IMAGE_TYPES)
+        mask_ids = index_files(root / layout["mask_dir"], layout["mask_pattern"], MASK_TYPES)
+    lonely = sorted(str(mask_ids[i]) for i in mask_ids.keys() - set(found) - listed)
+    if not lonely:
+        return []
+    return [
+        f"{len(lonely)} masks have no image (first: {', '.join(lonely[:3])}); add their images "
+        f"or remove the masks"
+    ]
 
 
 def read_splits(report: Report, split, image_ext, sbd_root) -> dict[str, list[Sample]]:
@@ -137,6 +169,8 @@ def diagnose(
         report.problems.append(str(err))
         return report
     splits = read_splits(report, split, image_ext, sbd_root)
+    listed = {sample.id for samples in splits.values() for sample in samples}
+    report.problems += unpaired(report.root, report.layout, image_ext, listed)
     unique = list({s: None for samples in splits.values() for s in samples})
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         scans = list(pool.map(scan_sample, unique))

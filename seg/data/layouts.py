@@ -92,11 +92,18 @@ def pair(images: Path, masks: Path, image_pattern: str, mask_pattern: str) -> li
     return [Sample(i, found_images[i], found_masks[i]) for i in sorted(found_images)]
 
 
-def read_list(path: Path, pool: dict[str, Sample]) -> list[Sample]:
-    """The samples of the ids listed in path, one per line, looked up in pool."""
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+def split_ids(path: Path) -> list[str]:
+    """The ids of a split file, one per line (first word; a UTF-8 byte-order mark is dropped)."""
+    text = path.read_text(encoding="utf-8-sig")
+    ids = [line.split()[0] for line in text.splitlines() if line.strip()]
     if not ids:
         raise SplitError(f"split file {path} is empty; list one image id per line")
+    return ids
+
+
+def read_list(path: Path, pool: dict[str, Sample]) -> list[Sample]:
+    """The samples of the ids listed in path, one per line, looked up in pool."""
+    ids = split_ids(path)
     missing = [i for i in ids if i not in pool]
     if missing:
         raise MissingFileError(

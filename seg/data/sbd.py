@@ -17,7 +17,7 @@ SBD (Hariharan et al., ICCV 2011, http://home.bharathh.info/pubs/codes/SBD/downl
 from pathlib import Path
 
 from seg.data.errors import DatasetError, RootNotFoundError, SplitError, SplitOverlapError
-from seg.data.layouts import Sample
+from seg.data.layouts import Sample, split_ids
 
 SPLIT_DIR = "ImageSets/Segmentation"
 SBD_SPLITS = {"sbd_train": "train", "sbd_val": "val"}  # split name -> SBD's own split file
@@ -33,9 +33,14 @@ def read_ids(path: Path) -> list[str]:
             f"split file {path} is missing; valid split names here are {names + VIRTUAL_SPLITS}, "
             "or the path of a .txt id list (e.g. data.val_split=data/voc_splits/seg11valid.txt)"
         )
-    ids = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    if not ids:
-        raise SplitError(f"split file {path} is empty; list one image id per line")
+    ids = split_ids(path)
+    leaving = [i for i in ids if Path(i).is_absolute() or ".." in Path(i).parts]
+    if leaving:
+        raise SplitError(
+            f"split file {path} lists ids that lead outside the dataset root "
+            f"({', '.join(leaving[:3])}); ids name files under data.root, so remove those lines "
+            f"or move the files in"
+        )
     return ids
 
 
