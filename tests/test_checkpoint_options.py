@@ -166,3 +166,18 @@ def test_evaluate_does_not_silently_score_with_another_mean_than_the_checkpoints
     except ValueError:
         return  # refusing the mismatch is as good as using the checkpoint's statistics
     assert row["mIoU"] == pytest.approx(options_run.metrics["val/mIoU"], abs=1e-6)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="evaluate.py checks the checkpoint's class count against the data but not its bands: "
+    "a data config with 3 bands for a 4-band checkpoint fails inside the first convolution "
+    "with torch's RuntimeError (evaluate.py network())",
+)
+def test_evaluate_refuses_data_with_other_bands_than_the_checkpoint(options_run, tmp_path):
+    from seg.cli import expected_types
+
+    drop = ("data.in_channels=", "data.mean=", "data.std=")
+    data = [o for o in options_run.data if not o.startswith(drop)]  # 3 bands, ImageNet stats
+    with pytest.raises(expected_types(), match="4"):
+        evaluated(options_run, tmp_path / "three", data=data)
