@@ -69,8 +69,10 @@ def run_fold(held: str, args) -> dict:
         trainer.fit(module, datamodule=datamodule)
         minutes = (time.perf_counter() - start) / 60
         flip = bool(module.hparams.get("eval_flip", False))
+        cfg.trainer.precision = trainer.precision  # what auto-mixed resolved to
         held_out = score(module, cfg, args.device, flip=flip)
         official = camvid_recipe(args.root, common, out, args.experiment)
+        official.trainer.precision = trainer.precision
         val = score(module, official, args.device, flip=flip)
     result = {"held": held, "steps": trainer.global_step, "minutes": round(minutes, 1)}
     result |= {"mIoU": 100 * held_out["val/mIoU"], "val mIoU": 100 * val["val/mIoU"]}

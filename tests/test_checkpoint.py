@@ -115,3 +115,27 @@ def test_a_stop_for_a_nan_loss_names_the_checkpoint_to_resume_from(tmp_path):
         f"the training loss became nan at step 9 Resume with "
         f"ckpt_path={folder / 'last.ckpt'} and a lower model.lr."
     )
+
+
+def test_a_healthy_last_checkpoint_is_kept_aside_from_exploding_weights(tmp_path):
+    """last.ckpt with weights over 10x their start moves the healthy one to last-healthy.ckpt,
+    which the divergence advice then names; a healthy last.ckpt again removes it."""
+    guard = CheckpointGuard()
+    guard.reference = 1.0
+    last, kept = tmp_path / "last.ckpt", tmp_path / "last-healthy.ckpt"
+
+    def write(largest: float, step: int) -> None:
+        checkpoint = {"state_dict": {"w": torch.tensor([largest])}, "global_step": step}
+        guard.check(checkpoint, str(last))
+        torch.save(checkpoint, last)
+
+    write(2.0, 1)
+    write(50.0, 2)  # growing fast: step 1's file is kept
+    assert torch.load(kept)["global_step"] == 1 and torch.load(last)["global_step"] == 2
+    write(80.0, 3)  # still unhealthy: the kept file stays step 1's
+    assert torch.load(kept)["global_step"] == 1
+    trainer = SimpleNamespace(callbacks=[LastCheckpoint(str(tmp_path))])
+    guard.trainer = trainer
+    assert guard.resume_hint() == f"Resume with ckpt_path={kept} and a lower model.lr."
+    write(3.0, 4)  # healthy again: newer than the kept one, which goes
+    assert not kept.exists() and guard.resume_hint().startswith(f"Resume with ckpt_path={last}")

@@ -4,6 +4,8 @@ import json
 import math
 import os
 import pickle
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from PIL import Image
 from benchmarks import memory_growth
 from evaluate import evaluate
 from seg.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from seg.checkpoint.guard import largest_weight
 from seg.data import (
     ColourMaskError,
     ImageReadError,
@@ -177,8 +180,35 @@ def test_the_trainer_writes_and_reads_through_the_atomic_writer(tmp_path):
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
+@pytest.mark.parametrize("lr", [5, 20])
+def test_following_the_divergence_advice_trains_on(lr, tmp_path):
+    """Diverge, resume from the checkpoint the message names with a 100x lower lr, train on.
+
+    Weights grow tenfold within a step or two before the loss turns NaN; the last.ckpt written
+    then is kept aside as last-healthy.ckpt, which is what the message names.
+    """
+    root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
+    common = [*RUN, f"data.root={root}", "callbacks.steps.every_n_train_steps=2"]
+    with pytest.raises(FloatingPointError) as error:
+        train(compose("train", [*common, f"model.lr={lr}"], tmp_path / "run"))
+    named = re.search(r"ckpt_path=(\S+) and a lower model.lr", str(error.value))
+    if named:  # resume from the healthy checkpoint it names
+        saved = read_checkpoint(named.group(1))
+        guard = next(s for k, s in saved["callbacks"].items() if k.startswith("CheckpointGuard"))
+        assert largest_weight(saved["state_dict"]) <= 10 * guard["reference"]
+        resumed = [*common, f"model.lr={lr / 100}", f"ckpt_path={named.group(1)}"]
+    else:  # no healthy checkpoint: it says to start again
+        assert "start again with a lower model.lr" in str(error.value), str(error.value)
+        shutil.rmtree(tmp_path / "run")
+        resumed = [*common, f"model.lr={lr / 100}"]
+    metrics = train(compose("train", resumed, tmp_path / "run"))
+    assert math.isfinite(metrics["val/loss"])
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 8
+
+
 def test_a_diverging_run_stops_and_resumes_with_a_lower_lr(tmp_path):
-    """lr=100 explodes the weights by step 2: stop, keep last.ckpt sane, resume with lr=0.01."""
+    """lr=100 explodes the weights by step 2: stop, keep last.ckpt finite; a resume with
+    lr=0.01 applies and records the new lr."""
     root = write_voc_tree(tmp_path / "voc", {"train": 8, "val": 2})
     steps = "callbacks.steps.every_n_train_steps=1"  # a checkpoint after every step
     common = [*RUN, f"data.root={root}", steps]
@@ -187,7 +217,8 @@ def test_a_diverging_run_stops_and_resumes_with_a_lower_lr(tmp_path):
         train(cfg)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     message = str(error.value)
-    assert f"ckpt_path={last}" in message and "\n" not in message, message
+    # step 1's weights are finite but already over 10x their start: not named for a resume
+    assert "start again with a lower model.lr" in message and "\n" not in message, message
     saved = read_checkpoint(last)
     assert max(v.abs().max() for v in saved["state_dict"].values()) < 1000  # not exploded
     resumed = [*common, "model.lr=0.01", f"ckpt_path={last}"]

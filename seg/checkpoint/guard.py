@@ -6,6 +6,11 @@ finite but exploded weights (max |w| about 8e19) that diverge again at once on r
 also a growth of ``max_growth`` times the largest weight at the start keeps ``last.ckpt`` a
 state worth resuming from, as the divergence message advises.
 
+Weights already grown ``HEALTHY_GROWTH`` times are still written, but the ``last.ckpt`` they
+replace is kept as ``last-healthy.ckpt`` (until a healthy ``last.ckpt`` is written again), and
+the divergence message names that file: resuming from weights that are already exploding with a
+lower learning rate diverged again, resuming from the healthy one trains on.
+
 The checks run in ``AtomicCheckpointIO`` (every checkpoint, full or weights-only, passes through
 it), not in ``on_save_checkpoint``, which Lightning skips for weights-only checkpoints.
 """
@@ -18,6 +23,8 @@ import torch
 from seg.checkpoint.write import LastCheckpoint
 
 MAX_GROWTH = 1000.0
+HEALTHY_GROWTH = 10.0  # beyond this multiple of the start, a last.ckpt is not one to resume from
+HEALTHY_NAME = "last-healthy.ckpt"
 STATISTICS = ("running_mean", "running_var", "num_batches_tracked")  # not weights
 
 
@@ -42,6 +49,7 @@ class CheckpointGuard(pl.Callback):
     def __init__(self, max_growth: float = MAX_GROWTH) -> None:
         self.max_growth = max_growth
         self.reference: float | None = None
+        self.last_healthy = True  # whether the last.ckpt written last holds healthy weights
         self.trainer: pl.Trainer | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
@@ -57,8 +65,9 @@ class CheckpointGuard(pl.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.reference = state_dict.get("reference")
 
-    def check(self, checkpoint: dict) -> None:
-        """Called by the writer for every checkpoint: fix its facts, refuse bad weights."""
+    def check(self, checkpoint: dict, path: str | None = None) -> None:
+        """Called by the writer for every checkpoint: fix its facts, refuse bad weights, and keep
+        a healthy ``last.ckpt`` that an unhealthy one would replace."""
         hparams = checkpoint.get("hyper_parameters")
         if hparams is not None:  # every weight is in the file: reloading must not fetch any
             hparams["weights"] = None
@@ -77,6 +86,18 @@ class CheckpointGuard(pl.Callback):
                 f"{self.max_growth:g} times its start ({start:.3g}); this checkpoint was not "
                 f"written and the earlier ones are kept. {self.advice(hparams)}"
             )
+        if path is not None and os.path.basename(path) == "last.ckpt":
+            self.keep_healthy(path, healthy=largest <= HEALTHY_GROWTH * start)
+
+    def keep_healthy(self, path: str, healthy: bool) -> None:
+        """Move a healthy ``last.ckpt`` aside before unhealthy weights replace it."""
+        kept = os.path.join(os.path.dirname(path), HEALTHY_NAME)
+        self.last_healthy = healthy
+        if healthy:
+            if os.path.exists(kept) and os.path.exists(path):
+                os.remove(kept)  # the new last.ckpt is healthy and newer
+        elif os.path.exists(path) and not os.path.exists(kept):
+            os.replace(path, kept)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         hint = self.resume_hint()
@@ -101,7 +122,14 @@ class CheckpointGuard(pl.Callback):
         last = next((c for c in callbacks if isinstance(c, LastCheckpoint)), None)
         if last is None or not last.dirpath:
             return "Resume with ckpt_path=<a checkpoint written before> and a lower model.lr."
-        path = os.path.join(last.dirpath, "last.ckpt")
-        if not os.path.isfile(path):
-            return "No checkpoint was written before it: start again with a lower model.lr."
-        return f"Resume with ckpt_path={path} and a lower model.lr."
+        kept, path = (os.path.join(last.dirpath, n) for n in (HEALTHY_NAME, "last.ckpt"))
+        if os.path.isfile(kept):
+            return f"Resume with ckpt_path={kept} and a lower model.lr."
+        if os.path.isfile(path) and self.last_healthy:
+            return f"Resume with ckpt_path={path} and a lower model.lr."
+        if os.path.isfile(path):
+            return (
+                f"The checkpoints written ({path}) already hold weights over {HEALTHY_GROWTH:g} "
+                f"times their start: start again with a lower model.lr."
+            )
+        return "No checkpoint was written before it: start again with a lower model.lr."

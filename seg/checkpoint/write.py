@@ -27,14 +27,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ``check`` sees every checkpoint before it is written and may refuse it by raising.
     """
 
-    def __init__(self, check: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, check: Callable[[dict, str], None] | None = None) -> None:
         super().__init__()
         self.check = check
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if self.check is not None:
-            self.check(checkpoint)
         path = Path(path)
+        if self.check is not None:
+            self.check(checkpoint, str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = staging_path(path)  # fixed name: a killed write's leftover is reused
         try:
