@@ -8,6 +8,7 @@ Hydra entry point. See configs/export.yaml for the options and seg/export.py for
 """
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
@@ -17,6 +18,7 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from evaluate import checkpoint_paths, labels, network, stem  # noqa: E402
+from seg.checkpoint import CheckpointError  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError  # noqa: E402
 from seg.export import check_parity, export_onnx  # noqa: E402
@@ -47,16 +49,26 @@ def export(cfg: DictConfig) -> dict:
         return export_pretrained(cfg)
     if cfg.exporter not in EXPORTERS:
         raise ConfigError(f"exporter={cfg.exporter} is unknown; use one of {', '.join(EXPORTERS)}")
-    out_dir = Path(cfg.paths.output_dir)
-    files = {}
-    for path, label in labels(checkpoint_paths(cfg.ckpt_path)).items():
-        model, info = network(path, torch.device("cpu"))
+    out_dir, paths = Path(cfg.paths.output_dir), checkpoint_paths(cfg.ckpt_path)
+    files, skipped = {}, {}
+    for path, label in labels(paths).items():
+        try:
+            model, info = network(path, torch.device("cpu"))
+        except CheckpointError as error:  # one bad file in a folder: skip it, name it at the end
+            if len(paths) == 1:
+                raise
+            skipped[str(path)] = str(error)
+            continue
         target, channels = out_dir / f"{stem(label)}.onnx", info.get("in_channels", 3)
         export_onnx(model, target, dynamo=EXPORTERS[cfg.exporter], channels=channels)
         worst = check_parity(model, target, [(64, 96), (75, 50)], channels)
         print(f"{target}: largest |onnxruntime - PyTorch| logit difference {worst:.2e}")
         files[str(target)] = worst
-    return {"exported": files, "output_dir": str(out_dir)}
+    for path, error in skipped.items():
+        print(f"skipped {path}: {error}", file=sys.stderr)
+    if not files:
+        raise CheckpointError("no checkpoint could be exported:\n" + "\n".join(skipped.values()))
+    return {"exported": files, "skipped": skipped, "output_dir": str(out_dir)}
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="export")

@@ -5,6 +5,7 @@ thin Hydra entry point. See configs/predict.yaml for the options.
 """
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
@@ -18,6 +19,7 @@ from evaluate import checkpoint_paths, inference_options, network, pick_device  
 from seg import report  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError  # noqa: E402
+from seg.data import ChannelError, DatasetError  # noqa: E402
 from seg.data.voc import VOC_CLASSES, voc_colormap  # noqa: E402
 from seg.inference import infer, read_image  # noqa: E402
 from seg.visualize import denormalise  # noqa: E402
@@ -51,18 +53,34 @@ def predict(cfg: DictConfig) -> dict:
     palette = info.get("palette") or voc_colormap()
     names = info.get("class_names") or VOC_CLASSES[: info["num_classes"]]
     options, folder = inference_options(cfg, info), Path(cfg.paths.output_dir) / "predict"
+    done, skipped = [], {}
     with torch.inference_mode():
         for file in tqdm(files, desc="predict", unit="image"):
-            images = read_image(file, mean, std).to(next(model.parameters()).device)
+            try:
+                images = read_image(file, mean, std).to(next(model.parameters()).device)
+            except ChannelError:
+                raise ChannelError(
+                    f"image {file} does not have the {len(mean)} bands the checkpoint "
+                    f"{paths[0].name} reads; give images with {len(mean)} bands, or a checkpoint "
+                    f"trained on images like this one"
+                ) from None
+            except DatasetError as error:  # one unreadable image: skip it, name it at the end
+                if len(files) == 1:
+                    raise
+                skipped[str(file)] = str(error)
+                continue
             pred = infer(model, images, **options).argmax(dim=1)[0].cpu().numpy()  # (H, W)
             report.save_mask(folder / f"{file.stem}.png", pred, palette)
             rgb = denormalise(images[0], mean, std)
             report.save_overlay(folder / f"{file.stem}_overlay.jpg", rgb, pred, names, palette)
-    print(f"{len(files)} masks and overlays written to {folder}")
-    return {
-        "predictions": [str(folder / f"{f.stem}.png") for f in files],
-        "output_dir": str(cfg.paths.output_dir),
-    }
+            done.append(str(folder / f"{file.stem}.png"))
+    print(f"{len(done)} masks and overlays written to {folder}")
+    for file, error in skipped.items():
+        print(f"skipped {file}: {error}", file=sys.stderr)
+    if not done:
+        first = next(iter(skipped.values()))
+        raise DatasetError(f"no image in {cfg.input} could be read; the first: {first}")
+    return {"predictions": done, "skipped": skipped, "output_dir": str(cfg.paths.output_dir)}
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")

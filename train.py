@@ -24,6 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 from seg import checkpoint  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import CLASS_WEIGHTINGS, ConfigError, validate  # noqa: E402
+from seg.data import SkippedSamples  # noqa: E402
 from seg.tensorboard import log_hparams  # noqa: E402
 from seg.training import Budget, accumulation, parse_duration  # noqa: E402
 
@@ -114,7 +115,7 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     # Always on: exact mid-epoch resume and guarded, atomic checkpoints (see seg/checkpoint/).
     always, writer = checkpoint.lifecycle()
-    callbacks += always
+    callbacks += [*always, SkippedSamples()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)

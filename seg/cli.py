@@ -78,7 +78,10 @@ def expected_errors(main: Callable) -> Callable:
                 raise
             if os.environ.get(DEBUG_VARIABLE) == "1":
                 raise
-            print(paragraph(error), file=sys.stderr, flush=True)
+            text = paragraph(error)
+            if config:  # named as what it is to the user
+                text = "ConfigError: " + text.split(": ", 1)[-1]
+            print(text, file=sys.stderr, flush=True)
             sys.exit(EXIT_EXPECTED)
 
     return wrapper

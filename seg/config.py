@@ -35,8 +35,12 @@ def integer(value) -> bool:
 
 def check_model(model: dict, num_classes: int | None) -> None:
     """Names and optimisation numbers of ``model.*``."""
+    from seg.losses import parse_loss
     from seg.models import BACKBONES, DECODERS
     from seg.module import OPTIMIZERS
+
+    if "loss" in model:
+        parse_loss(model["loss"])  # names and weights, as ConfigError
 
     for key, names in (("arch", DECODERS), ("backbone", BACKBONES), ("optimizer", OPTIMIZERS)):
         if key in model and model[key] not in names:
@@ -63,6 +67,9 @@ def check_data(data: dict, channels: int) -> None:
     for key in ("batch_size", "val_batch_size"):
         if key in data and not (integer(data[key]) and data[key] >= 1):
             fail(f"data.{key}", data[key], "a batch size must be an integer >= 1")
+    bad = data.get("max_bad_samples")
+    if bad is not None and not (integer(bad) and bad >= 0):
+        fail("data.max_bad_samples", bad, "an integer >= 0 (0: stop at the first unreadable one)")
     if "num_workers" in data and not (integer(data["num_workers"]) and data["num_workers"] >= 0):
         fail("data.num_workers", data["num_workers"], "an integer >= 0 (0: load in the process)")
     crop = data.get("crop_size")

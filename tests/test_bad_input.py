@@ -60,6 +60,14 @@ CONFIG = {
     "class weights of another length": ("model.class_weights=[1,2]", "model.class_weights"),
     "class weights unknown word": ("model.class_weights=inverse", "median_frequency"),
     "class weights negative": (f"model.class_weights=[{','.join(['-1'] * 21)}]", "class_weights"),
+    "loss a list": ("model.loss=[ce,dice]", "model.loss=['ce', 'dice']"),
+    "loss weight negative": ("model.loss={ce: -1.0}", "weights must be >= 0"),
+    "loss weights all zero": ("model.loss={ce: 0.0}", "weighs every term 0"),
+    "effective batch a word": ("+data.effective_batch_size=abc", "data.effective_batch_size"),
+    "effective batch zero": ("+data.effective_batch_size=0", "data.effective_batch_size"),
+    "max bad samples negative": ("data.max_bad_samples=-1", "data.max_bad_samples"),
+    "network bands differ from the data's": ("model.in_channels=4", "data.in_channels=3"),
+    "interpolation unresolved": ("model.lr=${oc.env:SEG_NOT_SET_ANYWHERE}", "SEG_NOT_SET_ANYWHERE"),
 }
 # Refused when the object is built: the message names the key.
 BUILT = {
@@ -68,6 +76,7 @@ BUILT = {
     "negative max_epochs": ("trainer.max_epochs=-5", "trainer: `max_epochs` must be"),
     "unknown precision": ("trainer.precision=17", "trainer: Precision 17 is invalid"),
     "unknown strategy": ("trainer.strategy=ddp_nope", "trainer: You selected an invalid strategy"),
+    "FCN over the U-Net encoder": ("model.backbone=unet", "model: FCN with skip strides"),
 }
 
 # Damaged data: the file (or path) the message must name.
@@ -397,3 +406,133 @@ def test_hydra_refusing_the_command_line_exits_2_and_a_bug_in_main_1(monkeypatch
     with pytest.raises(SystemExit) as stopped:
         cli.run(refused)
     assert stopped.value.code == 1
+
+
+def test_a_split_file_with_a_byte_order_mark_reads(good, tmp_path):
+    root = Path(shutil.copytree(good["root"], tmp_path / "voc"))
+    split = root / "ImageSets" / "Segmentation" / "train.txt"
+    split.write_text("\ufeff" + split.read_text(), encoding="utf-8")
+    metrics = train.train(compose("train", [*TRAIN, f"data.root={root}"], tmp_path / "run"))
+    assert "val/mIoU" in metrics
+
+
+def test_split_ids_may_not_leave_the_data_root(good, tmp_path, capsys):
+    root = Path(shutil.copytree(good["root"], tmp_path / "voc"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(root / "JPEGImages" / "train_0000.jpg", outside / "secret.jpg")
+    split = root / "ImageSets" / "Segmentation" / "train.txt"
+    split.write_text(split.read_text() + "../../outside/secret\n")
+    err = run_main("train", [f"data.root={root}"], tmp_path / "run", capsys)
+    assert_one_paragraph(err, "../../outside/secret")
+    assert "outside the dataset root" in err
+
+
+def test_a_symlink_inside_the_root_stays_allowed(good, tmp_path):
+    root = Path(shutil.copytree(good["root"], tmp_path / "voc"))
+    elsewhere = tmp_path / "elsewhere.jpg"
+    shutil.move(root / "JPEGImages" / "train_0000.jpg", elsewhere)
+    (root / "JPEGImages" / "train_0000.jpg").symlink_to(elsewhere)
+    assert "val/mIoU" in train.train(
+        compose("train", [*TRAIN, f"data.root={root}"], tmp_path / "r")
+    )
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_paragraph(
+    good, tmp_path, capsys, monkeypatch
+):
+    """torch's zip writer fails as on a full disk; the earlier last.ckpt stays as it was."""
+    sentinel = keep_sentinel(tmp_path / "run")
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed")
+
+    monkeypatch.setattr("seg.checkpoint.write.torch.save", full)
+    err = run_main("train", [f"data.root={good['root']}"], tmp_path / "run", capsys)
+    assert_one_paragraph(err, "could not write the checkpoint")
+    assert "disk may be full" in err and sentinel.read_bytes() == b"earlier checkpoint"
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_run_directory_hydra_cannot_make_is_one_paragraph(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    for script in ("train.py", "evaluate.py"):
+        done = program([script, f"hydra.run.dir={tmp_path / 'afile' / 'run'}", "ckpt_path=x"])
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "afile is a file, not a folder" in done.stderr
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # a read-only mount
+    problem = cli.run_dir_problem([f"hydra.run.dir={tmp_path / 'new' / 'run'}"])
+    assert problem and f"{tmp_path} is not writable" in problem
+
+
+def test_the_doctor_lists_masks_without_images(good, tmp_path, capsys):
+    root = Path(shutil.copytree(good["root"], tmp_path / "voc"))
+    shutil.copy(
+        root / "SegmentationClass" / "val_0000.png", root / "SegmentationClass" / "orphan_9.png"
+    )
+    report = doctor.diagnose(root)
+    assert [p for p in report.problems if "orphan_9.png" in p and "no image" in p], report.problems
+
+
+def test_predict_and_export_skip_and_list_the_bad_items_of_a_folder(good, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(good["root"] / "JPEGImages" / "train_0000.jpg", photos / f"{name}.jpg")
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    done = predict.predict(compose("predict", [f"ckpt_path={good['file']}", f"input={photos}"],
+                                   tmp_path / "p"))  # fmt: skip
+    assert len(done["predictions"]) == 2 and list(done["skipped"]) == [str(photos / "broken.jpg")]
+    assert "skipped" in capsys.readouterr().err
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    shutil.copy(good["file"], ckpts / "good.ckpt")
+    write_file("text", ckpts / "bad.ckpt", good)
+    done = export.export(compose("export", [f"ckpt_path={ckpts}"], tmp_path / "e"))
+    assert len(done["exported"]) == 1 and list(done["skipped"]) == [str(ckpts / "bad.ckpt")]
+
+
+def test_predict_names_the_checkpoints_bands_not_a_data_key(good, tmp_path, capsys):
+    module = SegmentationModule("fcn8s", "tiny", num_classes=21, in_channels=4,
+                                mean=[0.5] * 4, std=[0.2] * 4)  # fmt: skip
+    full = {
+        **good["full"],
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+    }
+    torch.save(full, tmp_path / "four.ckpt")
+    photo = good["root"] / "JPEGImages" / "train_0000.jpg"
+    err = run_main("predict", [f"ckpt_path={tmp_path / 'four.ckpt'}", f"input={photo}"],
+                   tmp_path / "p", capsys)  # fmt: skip
+    assert_one_paragraph(err, "4 bands the checkpoint four.ckpt reads")
+    assert "data.in_channels" not in err
+
+
+class BreakImage(pl.Callback):
+    """Make one training image unreadable once training has started (at step ``step``)."""
+
+    def __init__(self, path: str, step: int = 1) -> None:
+        self.path, self.step = Path(path), step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            self.path.write_bytes(b"gone bad")
+
+
+@pytest.mark.parametrize("allowed", [10, 0])
+def test_a_training_image_that_breaks_mid_run_is_skipped_up_to_a_limit(
+    allowed, good, tmp_path, capsys
+):
+    root = Path(shutil.copytree(good["root"], tmp_path / "voc"))
+    broken = root / "JPEGImages" / "train_0001.jpg"
+    hook = ["+callbacks.breaks._target_=test_bad_input.BreakImage",
+            f"+callbacks.breaks.path={broken}", f"data.max_bad_samples={allowed}"]  # fmt: skip
+    if allowed:
+        metrics = train.train(
+            compose("train", [*TRAIN, f"data.root={root}", *hook], tmp_path / "r")
+        )
+        assert "val/mIoU" in metrics
+        return
+    err = run_main("train", [f"data.root={root}", *hook], tmp_path / "r", capsys)
+    assert_one_paragraph(err, "train_0001.jpg")
+    assert "data.max_bad_samples=0" in err and (tmp_path / "r" / "checkpoints").is_dir()

@@ -5,7 +5,7 @@ reading.py (files -> arrays), encodings.py (mask values -> train ids), layouts.p
 (which files form a split), dataset.py, transforms.py, datamodule.py, doctor.py.
 """
 
-from seg.data.datamodule import SegmentationDataModule, worker_init, world
+from seg.data.datamodule import SegmentationDataModule, SkippedSamples, worker_init, world
 from seg.data.dataset import SegmentationDataset
 from seg.data.download import DownloadError
 from seg.data.errors import (
@@ -43,6 +43,7 @@ __all__ = [
     "MissingFileError",
     "RootNotFoundError",
     "SegmentationDataModule",
+    "SkippedSamples",
     "SegmentationDataset",
     "SplitError",
     "SplitOverlapError",

@@ -103,6 +103,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         download: bool = False,
         sbd_root: str | None = None,
         seed: int | None = None,
+        max_bad_samples: int = 10,
         layout: str = "voc",
         folder: dict | None = None,
         mask_encoding: str = "index",
@@ -151,6 +152,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        self.max_bad_samples = int(max_bad_samples)
         self._samples: dict[str, list[Sample]] = {}
         self._frequencies: dict[str, list[float]] = {}
         self.datasets: dict[str, SegmentationDataset] = {}
@@ -207,7 +209,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         check_files(samples)
         return SegmentationDataset(
             samples, self.num_classes, self.ignore_index, transform=transform,
-            decoder=self.decoder, in_channels=self.in_channels,
+            decoder=self.decoder, in_channels=self.in_channels, skip_unreadable=train,
         )  # fmt: skip
 
     def setup(self, stage: str | None = None) -> None:
@@ -304,3 +306,26 @@ class SegmentationDataModule(pl.LightningDataModule):
         check_files(samples[:1])
         own = mask_palette(samples[0].mask) or []
         return (own + colours[len(own) :])[: self.num_classes]
+
+
+class SkippedSamples(pl.Callback):
+    """Count the training samples skipped as unreadable; stop past ``data.max_bad_samples``.
+
+    Every skipped file is logged as it happens; the run stops (a ``DatasetError`` naming the
+    files, after the last checkpoint) once more than ``max_bad_samples`` different ones failed.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, None] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        for message in batch.get("skipped") or []:
+            if message:
+                self.skipped[message] = None
+        allowed = getattr(trainer.datamodule, "max_bad_samples", 10)
+        if len(self.skipped) > allowed:
+            raise DatasetError(
+                f"{len(self.skipped)} training samples could not be read, more than "
+                f"data.max_bad_samples={allowed}; fix or remove them, then resume from the last "
+                f"checkpoint. The first: " + "; ".join(list(self.skipped)[:3])
+            )

@@ -4,18 +4,26 @@ Sample contract: ``image`` float32 ``(C, H, W)``, normalised (C = ``in_channels`
 ``mask`` int64 ``(H, W)`` with values ``0..num_classes-1`` and ``ignore_index``; ``id`` the image
 id. Each sample is checked as it is read (missing or truncated files, channels, size mismatch,
 encodings, labels out of range), and every problem raises a ``DatasetError`` subclass whose
-message names the file and what to do.
+message names the file and what to do. A training dataset (``skip_unreadable``) instead gives
+the next readable sample, with the unreadable one's message in ``skipped`` (empty otherwise),
+so that one file that breaks in the middle of a long run does not end it: ``SkippedSamples``
+counts them and stops past ``data.max_bad_samples``.
 """
+
+import logging
+
 
 import albumentations as A
 import numpy as np
 from torch.utils.data import Dataset
 
 from seg.data.encodings import MaskDecoder
-from seg.data.errors import MaskSizeError
+from seg.data.errors import DatasetError, MaskSizeError
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
 from seg.data.transforms import eval_transform
+
+log = logging.getLogger("seg")
 
 
 def check_size(sample: Sample, image: np.ndarray, mask: np.ndarray) -> None:
@@ -39,8 +47,10 @@ class SegmentationDataset(Dataset):
         transform: A.Compose | None = None,
         decoder: MaskDecoder | None = None,
         in_channels: int = 3,
+        skip_unreadable: bool = False,
     ) -> None:
         self.samples = list(samples)
+        self.skip_unreadable = skip_unreadable
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.decoder = decoder or MaskDecoder(num_classes, ignore_index, label_map=label_map)
         self.transform = transform or eval_transform()
@@ -66,6 +76,17 @@ class SegmentationDataset(Dataset):
         index, seed = item if isinstance(item, tuple) else (item, None)
         if seed is not None:
             self.transform.set_random_seed(seed)
-        image, mask = self.load(index)
+        skipped = ""
+        for tries in range(len(self.samples)):
+            try:
+                image, mask = self.load(index)
+                break
+            except DatasetError as error:
+                if not self.skip_unreadable or tries == len(self.samples) - 1:
+                    raise
+                skipped = skipped or str(error)
+                log.warning("skipping an unreadable training sample: %s", error)
+                index = (index + 1) % len(self.samples)
         out = self.transform(image=image, mask=mask)
-        return {"image": out["image"], "mask": out["mask"].long(), "id": self.samples[index].id}
+        sample = {"image": out["image"], "mask": out["mask"].long(), "id": self.samples[index].id}
+        return sample | ({"skipped": skipped} if self.skip_unreadable else {})
