@@ -100,7 +100,7 @@ def test_predict_normalises_the_checkpoints_bands_with_its_mean_and_std(options_
     rgb = tmp_path / "rgb" / "three.png"
     rgb.parent.mkdir()
     Image.open(images / "val_0000.png").convert("RGB").save(rgb)
-    with pytest.raises(ChannelError, match="has 3 channels but data.in_channels=4"):
+    with pytest.raises(ChannelError, match="does not have the 4 bands the checkpoint"):
         predicted(options_run, rgb, tmp_path / "refused")
 
 
