@@ -102,6 +102,20 @@ def inference_options(cfg: DictConfig, info: dict) -> dict:
     return options
 
 
+def matched(datamodule, info: dict, cfg: DictConfig):
+    """``datamodule``, or one like it reading the bands and normalising with the mean/std the
+    checkpoint was trained with: scores depend on them, and the network reads only those bands."""
+    trained = ([float(m) for m in info["mean"]], [float(s) for s in info["std"]])
+    bands = int(info.get("in_channels", 3))
+    if trained == (list(datamodule.mean), list(datamodule.std)) and bands == datamodule.in_channels:
+        return datamodule
+    log.info("normalising with the checkpoint's mean %s and std %s", *trained)
+    other = instantiate(cfg.data, val_split=cfg.split, val_batch_size=1, test_split=None,
+                        mean=trained[0], std=trained[1], in_channels=bands)  # fmt: skip
+    other.setup("validate")
+    return other
+
+
 def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir: Path) -> tuple:
     """One checkpoint on the split (batch 1, native resolution, optional TTA).
 
@@ -109,6 +123,7 @@ def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir:
     """
     device = pick_device(cfg.device)
     model, info = network(path, device, datamodule)
+    datamodule = matched(datamodule, info, cfg)
     k, ignore, names = datamodule.num_classes, datamodule.ignore_index, datamodule.class_names
     matrix = ConfusionMatrix(k, ignore).to(device)
     options = inference_options(cfg, info)

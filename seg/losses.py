@@ -143,8 +143,13 @@ class WeightedSum:
     def __init__(self, spec: str | Mapping[str, float], opts: LossOptions) -> None:
         self.weights = parse_loss(spec)
         self.terms = {name: LOSSES[name](opts) for name in self.weights}
+        self.ignore_index = opts.ignore_index
 
     def __call__(self, logits: Tensor, masks: Tensor) -> Tensor:
+        if not (masks != self.ignore_index).any():
+            # Nothing to learn from (a crop of void only): 0 with a zero gradient, where torch's
+            # mean cross-entropy would be NaN and smp's Lovász an empty tensor.
+            return logits.float().sum() * 0.0
         parts = [w * self.terms[name](logits, masks) for name, w in self.weights.items()]
         return torch.stack(parts).sum() if len(parts) > 1 else parts[0]
 
