@@ -35,7 +35,8 @@ PREPROCESSING = ("mean", "std")
 EVALUATION = ("eval_scale", "eval_flip")
 FACTS = ("arch", "backbone", "num_classes", "in_channels", "class_names", "palette",
          "ignore_index", "weights", "epoch", "step")  # fmt: skip
-DEFAULTS = {"in_channels": 3, "ignore_index": 255}  # what checkpoints without the key mean
+# what a checkpoint without the key means
+DEFAULTS = {"in_channels": 3, "ignore_index": 255, "eval_scale": 1.0, "eval_flip": False}
 
 
 class HubError(CheckpointError):
@@ -46,7 +47,7 @@ def network_and_facts(source) -> tuple[nn.Module, dict]:
     """The network and its facts from a SegmentationModule, a checkpoint or a model folder."""
     if hasattr(source, "hparams") and isinstance(getattr(source, "model", None), nn.Module):
         steps = {"epoch": source.current_epoch, "step": source.global_step}
-        return source.model, {"in_channels": 3, **dict(source.hparams), **steps}
+        return source.model, {**dict(source.hparams), **steps}
     return load_network(source)
 
 
@@ -60,8 +61,7 @@ def folder_config(facts: dict) -> dict:
         **{key: list(facts[key]) for key in PREPROCESSING},
         "size": "any: the network pads to a multiple of 32 and crops its logits back",
     }
-    config["evaluation"] = {key: facts.get(key, default) for key, default in zip(
-        EVALUATION, (1.0, False), strict=True)}  # fmt: skip
+    config["evaluation"] = {key: facts.get(key, DEFAULTS[key]) for key in EVALUATION}
     return config
 
 

@@ -1,5 +1,6 @@
 """timm backbones: the menu under every decoder at odd sizes, ViTs, weights and bands, names."""
 
+import json
 import logging
 
 import pytest
@@ -106,3 +107,21 @@ def test_timm_names_pass_validation_and_unknown_ones_are_refused():
         validate({"model": {"arch": "unet", "backbone": "timm:no_such_net"}})
     with pytest.raises(ValueError, match="timm:<name>"):
         build_model("fcn8s", "timm:no_such_net", 3)
+
+
+def test_the_menu_benchmark_writes_its_table(tmp_path):
+    from benchmarks import backbones
+
+    out = tmp_path / "backbones.json"
+    args = ["--backbones", "resnet18", SMALL, "--crop", "64", "64", "--warmup", "0", "--iters", "1"]
+    backbones.main([*args, "--out", str(out)])
+    (rows,) = json.loads(out.read_text())["tables"].values()
+    assert [r["backbone"] for r in rows] == ["resnet18", SMALL]
+    assert rows[1]["pretrained"] == "e2400_r224_in1k" and rows[1]["strides"] == "2-32"
+    assert all(r["train img/s"] > 0 and r["infer GFLOP/img"] > 0 for r in rows)
+    docs = tmp_path / "backbones.md"
+    docs.write_text(f"# Menu\n\n{backbones.MARKS[0]}\nold table\n{backbones.MARKS[1]}\n\nAfter.\n")
+    backbones.render(out, docs)
+    text = docs.read_text()
+    assert "old table" not in text and f"| {SMALL} | timm | 2-32 |" in text
+    assert "load_avg" in text and text.endswith("\n\nAfter.\n")
