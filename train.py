@@ -97,7 +97,10 @@ def auto_mixed_precision(accelerator: str) -> str:
     bf16 instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated, and a ResNet-18 FCN-8s
     step ran 11x slower than in fp32 (AMD EPYC Zen 3, AVX2 only), so fp32.
     """
-    if accelerator != "cpu" and torch.cuda.is_available():
+    if accelerator not in ("cpu", "auto"):  # a GPU asked for
+        cuda = torch.cuda.is_available()
+        return "16-mixed" if cuda and not torch.cuda.is_bf16_supported() else "bf16-mixed"
+    if accelerator == "auto" and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 

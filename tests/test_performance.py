@@ -23,7 +23,7 @@ def table(path, title: str) -> list[dict]:
 
 def optimizer(**hparams) -> torch.optim.Optimizer:
     module = SegmentationModule("fcn8s", "tiny", num_classes=2, **hparams)
-    module.trainer = SimpleNamespace(estimated_stepping_batches=10)
+    module.trainer = SimpleNamespace(estimated_stepping_batches=10, max_steps=-1)
     return module.configure_optimizers()["optimizer"]
 
 
@@ -61,12 +61,29 @@ def test_trainer_gpu_sets_what_a_gpu_user_expects(tmp_path, monkeypatch):
     assert cfg.model.channels_last is True
     assert cfg.data.pin_memory is True and cfg.data.persistent_workers is True
     assert cfg.trainer.precision == "auto-mixed"
-    # On a CPU the same defaults resolve to bf16 autocast; on an fp16-only GPU to 16-mixed.
+    # On a CPU the same defaults resolve to bf16 autocast where the CPU has bf16 instructions
+    # and to fp32 where bf16 would be emulated; on an fp16-only GPU to 16-mixed.
     cpu = compose("train", ["trainer=gpu", "trainer.accelerator=cpu"], tmp_path)
-    assert train_script.build_trainer(cpu).precision == "bf16-mixed"
+    for native, precision in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(train_script, "cpu_has_bf16", lambda native=native: native)
+        assert train_script.build_trainer(cpu).precision == precision
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert train_script.auto_mixed_precision() == "16-mixed"
+    assert train_script.auto_mixed_precision("gpu") == "16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert train_script.auto_mixed_precision("gpu") == "bf16-mixed"
+
+
+def test_cpu_bf16_is_read_from_the_cpus_flags(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    real = train_script.Path
+    monkeypatch.setattr(
+        train_script, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real(p)
+    )
+    assert train_script.cpu_has_bf16()
+    cpuinfo.write_text("flags\t\t: fpu avx2 fma\n")
+    assert not train_script.cpu_has_bf16()
 
 
 def test_num_threads_sets_torch_threads(voc_root, tmp_path):
