@@ -65,19 +65,19 @@ class Crash(pl.Callback):
 
 
 class Signal(pl.Callback):
-    """Send this process ``signum`` at ``global_step == step`` in the training or validation
-    ``stage``, as a scheduler or a user would."""
+    """Send this process group ``signum`` at ``global_step == step`` in the training or
+    validation ``stage``, as Ctrl+C in a terminal or a scheduler stopping a job would."""
 
     def __init__(self, stage: str, step: int, signum: int) -> None:
         self.stage, self.step, self.signum = stage, step, signum
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.stage == "train" and trainer.global_step == self.step:
-            os.kill(os.getpid(), self.signum)
+            os.killpg(os.getpgid(0), self.signum)  # the loader workers get it too
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self.stage == "validation" and trainer.global_step == self.step:
-            os.kill(os.getpid(), self.signum)
+            os.killpg(os.getpgid(0), self.signum)
 
 
 # boundary: (crash stage, crash step, last.ckpt's step, whether validation had run before it)
@@ -184,7 +184,8 @@ def signal_then_resume(name: str, workers: int, whole_runs, tmp_path: Path) -> N
             f"+callbacks.signal.signum={int(signum)}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
     command = [sys.executable, "train.py", *common, *hook, f"hydra.run.dir={tmp_path}"]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+                          start_new_session=True)  # its own process group  # fmt: skip
     assert done.returncode == status, done.stderr[-3000:]
     last = tmp_path / "checkpoints" / "last.ckpt"
     if signum != signal.SIGKILL:
