@@ -65,19 +65,25 @@ class Crash(pl.Callback):
 
 
 class Signal(pl.Callback):
-    """Send this process group ``signum`` at ``global_step == step`` in the training or
-    validation ``stage``, as Ctrl+C in a terminal or a scheduler stopping a job would."""
+    """Send ``signum`` at ``global_step == step`` in the training or validation ``stage``: SIGINT
+    to the process group, as Ctrl+C in a terminal does, other signals to the main process."""
 
     def __init__(self, stage: str, step: int, signum: int) -> None:
         self.stage, self.step, self.signum = stage, step, signum
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.stage == "train" and trainer.global_step == self.step:
-            os.killpg(os.getpgid(0), self.signum)  # the loader workers get it too
+            self.send()
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if self.stage == "validation" and trainer.global_step == self.step:
+            self.send()
+
+    def send(self) -> None:
+        if self.signum == signal.SIGINT:  # Ctrl+C: the whole group, loader workers included
             os.killpg(os.getpgid(0), self.signum)
+        else:  # a scheduler's or kill's SIGTERM, and SIGKILL: the main process
+            os.kill(os.getpid(), self.signum)
 
 
 # boundary: (crash stage, crash step, last.ckpt's step, whether validation had run before it)

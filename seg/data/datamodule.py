@@ -62,14 +62,13 @@ LAYOUTS = ("voc", "folder", "auto")
 
 
 def worker_init(worker_id: int) -> None:
-    """No OpenCV/torch threads per worker; Lightning's per-worker seeding; no stop signals.
+    """No OpenCV/torch threads per worker; Lightning's per-worker seeding; no Ctrl+C.
 
-    Ctrl+C reaches every process of the terminal's group and a scheduler's SIGTERM often every
-    process of the job: the main process stops at the step's end (seg/checkpoint/interrupt.py)
-    and needs its workers until then. They exit with it.
+    Ctrl+C reaches every process of the terminal's group: the main process stops at the step's
+    end (seg/checkpoint/interrupt.py) and needs its workers until then. SIGTERM keeps its
+    default: the loader ends workers that do not stop with it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     cv2.setNumThreads(0)  # workers are the parallelism: avoid workers x cores threads
     torch.set_num_threads(1)
     pl_worker_init_function(worker_id)  # keeps seed_everything(workers=True) reproducible
