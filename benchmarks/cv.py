@@ -19,12 +19,9 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 
 from benchmarks.common import (
     CAMVID,
@@ -37,8 +34,7 @@ from benchmarks.common import (
     markdown_table,
     report,
 )
-from benchmarks.recipe import CLASSES, score
-from train import build_module, build_trainer
+from benchmarks.recipe import CLASSES, fit_timed, score
 
 SEQUENCES = ("0001TP", "0006R0", "0016E5")
 SPLITS = REPO / "data" / "camvid_splits"
@@ -61,13 +57,7 @@ def run_fold(held: str, args) -> dict:
     ]  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
         cfg = camvid_recipe(args.root, [*common, *fold_overrides(held)], out, args.experiment)
-        pl.seed_everything(args.seed, workers=True)
-        datamodule = instantiate(cfg.data)
-        module = build_module(cfg, datamodule)
-        trainer = build_trainer(cfg)
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
-        minutes = (time.perf_counter() - start) / 60
+        module, trainer, minutes = fit_timed(cfg, args.seed)
         flip = bool(module.hparams.get("eval_flip", False))
         cfg.trainer.precision = trainer.precision  # what auto-mixed resolved to
         held_out = score(module, cfg, args.device, flip=flip)
@@ -116,7 +106,8 @@ def summary(path: Path) -> str:
     return markdown_table(rows, columns(rows)) + (
         "\n\nmIoU %: each fold's held-out street, their mean, and official val (0016E5, a street"
         " in training; not used to choose); per-class columns are fold means. CPU: "
-        + "; ".join(cpus) + "."
+        + "; ".join(cpus)
+        + "."
     )
 
 

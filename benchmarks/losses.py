@@ -16,7 +16,6 @@ variant, so an interrupted run keeps what it finished.
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -25,7 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from benchmarks.common import CAMVID, base_parser, camvid_recipe, machine_info, report
-from train import build_module, build_trainer
+from benchmarks.recipe import fit_timed
 
 VARIANTS: dict[str, list[str]] = {
     "ce": [],
@@ -65,13 +64,7 @@ def run_variant(name: str, args) -> dict:
     """Train variant `name` for args.steps steps; its scores on the held-out and official val."""
     with tempfile.TemporaryDirectory() as out:
         cfg = config(args, VARIANTS[name], out)
-        pl.seed_everything(cfg.seed, workers=True)
-        datamodule = instantiate(cfg.data)
-        module = build_module(cfg, datamodule)
-        trainer = build_trainer(cfg)
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
-        minutes = (time.perf_counter() - start) / 60
+        module, trainer, minutes = fit_timed(cfg, cfg.seed)
         held = score(module, cfg, args.device)
         val = score(module, config(args, VARIANTS[name], out, data="camvid"), args.device)
     row = {"variant": name, "steps": trainer.global_step, "minutes": round(minutes, 1)}

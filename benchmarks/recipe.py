@@ -80,17 +80,22 @@ def score(module: pl.LightningModule, cfg: DictConfig, device: str, flip: bool) 
     return trainer.validate(module, datamodule=instantiate(cfg.data), verbose=False)[0]
 
 
+def fit_timed(cfg: DictConfig, seed: int) -> tuple[pl.LightningModule, pl.Trainer, float]:
+    """Train ``cfg`` from ``seed`` as train.py builds it; the module, trainer and minutes taken."""
+    pl.seed_everything(seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg, datamodule)
+    trainer = build_trainer(cfg)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    return module, trainer, (time.perf_counter() - start) / 60
+
+
 def run_row(row: str, seed: int, args) -> dict:
     """Train `row` for the budget; its scores on the held-out sequence and the official val."""
     with tempfile.TemporaryDirectory() as out:
         cfg = config(args, row, seed, out)
-        pl.seed_everything(seed, workers=True)
-        datamodule = instantiate(cfg.data)
-        module = build_module(cfg, datamodule)
-        trainer = build_trainer(cfg)
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
-        minutes = (time.perf_counter() - start) / 60
+        module, trainer, minutes = fit_timed(cfg, seed)
         held = score(module, cfg, args.device, flip=False)
         held_flip = score(module, cfg, args.device, flip=True)
         val = score(module, config(args, row, seed, out, data="camvid"), args.device, flip=False)
