@@ -2,10 +2,10 @@
 
 ``evaluate(cfg)`` is a plain function (tests call it with a composed config); ``main`` is the
 thin Hydra entry point. See configs/eval.yaml for the options. Prediction on unlabelled images
-is predict.py, ONNX export is export.py; both share the checkpoint helpers defined here.
+is predict.py, ONNX export is export.py; all three pick checkpoints with
+``seg.checkpoint.select``.
 """
 
-import glob
 import logging
 import os
 from pathlib import Path
@@ -15,12 +15,19 @@ os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from seg import report  # noqa: E402
-from seg.checkpoint import CheckpointError, load_network  # noqa: E402
-from seg.checkpoint.read import is_model_folder  # noqa: E402
+from seg.checkpoint import CheckpointError  # noqa: E402
+from seg.checkpoint.select import (  # noqa: E402
+    checkpoint_paths,
+    inference_options,
+    labels,
+    network,
+    pick_device,
+    stem,
+)
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError, validate  # noqa: E402
 from seg.evaluation import evaluate_batch, image_matrices, image_scores  # noqa: E402
@@ -33,73 +40,6 @@ MOVED = {
     "predict.input": "python predict.py ckpt_path=<checkpoint> input=<image or folder>",
     "export": "python export.py ckpt_path=<checkpoint> [exporter=dynamo|torchscript]",
 }
-
-
-def checkpoint_paths(ckpt_path) -> list[Path]:
-    """A file, a model folder, a directory (every .ckpt below it), a glob, or a list -> paths."""
-    items = list(ckpt_path) if isinstance(ckpt_path, list | tuple | ListConfig) else [ckpt_path]
-    paths = []
-    for item in map(str, items):
-        if Path(item).is_dir() and not is_model_folder(item):
-            found = sorted(Path(item).rglob("*.ckpt"))
-        elif glob.has_magic(item):
-            found = sorted(Path(p) for p in glob.glob(item, recursive=True))
-        else:
-            found = [Path(item)]  # a missing file is reported by read_checkpoint
-        if not found:
-            raise CheckpointError(
-                f"ckpt_path={item} matches no checkpoint; give a .ckpt file, a run directory "
-                f"(its checkpoints/ are searched) or a glob such as 'runs/*/checkpoints/*.ckpt'"
-            )
-        paths += found
-    return list(dict.fromkeys(p.resolve() for p in paths))
-
-
-def labels(paths: list[Path]) -> dict[Path, str]:
-    """Short names: each path relative to the folder all of them share."""
-    common = Path(os.path.commonpath([p.parent for p in paths]))
-    return {p: str(p.relative_to(common)) for p in paths}
-
-
-def stem(label: str) -> str:
-    """A checkpoint label as one file name: run/checkpoints/last.ckpt -> run__checkpoints__last."""
-    return label.removesuffix(".ckpt").replace(os.sep, "__")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def network(path: Path, device: torch.device, datamodule=None):
-    """The checkpoint's network on ``device`` and its facts; refuse another class count."""
-    model, info = load_network(path)
-    if datamodule is not None and info["num_classes"] != datamodule.num_classes:
-        raise CheckpointError(
-            f"checkpoint {path} predicts {info['num_classes']} classes but the data "
-            f"(data.root, data.class_names) has {datamodule.num_classes}; evaluate it on the "
-            f"dataset it was trained for (data=...)"
-        )
-    names = info.get("class_names")
-    if datamodule is not None and names and list(names) != list(datamodule.class_names):
-        log.warning(
-            "%s was trained with classes %s; the data names them %s",
-            path,
-            names,
-            datamodule.class_names,
-        )
-    return model.to(device), info
-
-
-def inference_options(cfg: DictConfig, info: dict) -> dict:
-    """cfg.inference, with scales null meaning the scale the checkpoint validated at."""
-    options = OmegaConf.to_container(cfg.inference)
-    if options["scales"] is None:
-        options["scales"] = [info.get("eval_scale", 1.0)]
-    if options["flip"] is None:
-        options["flip"] = bool(info.get("eval_flip", False))
-    return options
 
 
 def matched(datamodule, info: dict, cfg: DictConfig):

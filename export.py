@@ -17,8 +17,8 @@ import hydra  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from evaluate import checkpoint_paths, labels, network, stem  # noqa: E402
 from seg.checkpoint import CheckpointError  # noqa: E402
+from seg.checkpoint.select import checkpoint_paths, labels, network, stem  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError  # noqa: E402
 from seg.export import check_parity, export_onnx  # noqa: E402

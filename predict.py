@@ -15,8 +15,8 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from evaluate import checkpoint_paths, inference_options, network, pick_device  # noqa: E402
 from seg import report  # noqa: E402
+from seg.checkpoint.select import checkpoint_paths, inference_options, network, pick_device  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError  # noqa: E402
 from seg.data import ChannelError, DatasetError  # noqa: E402

@@ -100,10 +100,10 @@ MUTANTS = [
            "if self.states and not loop.epoch_loop.batch_progress.is_last_batch:",
            "if self.states:", RESUME),
     # what a checkpoint carries into evaluate.py and predict.py
-    Mutant("checkpoint's eval_scale ignored", "evaluate.py",
+    Mutant("checkpoint's eval_scale ignored", "seg/checkpoint/select.py",
            'options["scales"] = [info.get("eval_scale", 1.0)]', 'options["scales"] = [1.0]',
            OPTIONS),
-    Mutant("checkpoint's eval_flip ignored", "evaluate.py",
+    Mutant("checkpoint's eval_flip ignored", "seg/checkpoint/select.py",
            'options["flip"] = bool(info.get("eval_flip", False))', 'options["flip"] = False',
            OPTIONS),
     Mutant("evaluate ignores the checkpoint's palette", "evaluate.py",
