@@ -19,7 +19,6 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from seg import report  # noqa: E402
-from seg.checkpoint import CheckpointError  # noqa: E402
 from seg.checkpoint.select import (  # noqa: E402
     checkpoint_paths,
     inference_options,
@@ -29,7 +28,8 @@ from seg.checkpoint.select import (  # noqa: E402
     stem,
 )
 from seg.cli import expected_errors, run  # noqa: E402
-from seg.config import ConfigError, validate  # noqa: E402
+from seg.config import validate
+from seg.errors import CheckpointError, ConfigError
 from seg.evaluation import evaluate_batch, image_matrices, image_scores  # noqa: E402
 from seg.metrics import ConfusionMatrix  # noqa: E402
 from seg.report_html import WorstImages, write_report  # noqa: E402

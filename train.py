@@ -23,8 +23,9 @@ from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 
 from seg import checkpoint  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
-from seg.config import CLASS_WEIGHTINGS, ConfigError, validate  # noqa: E402
+from seg.config import CLASS_WEIGHTINGS, validate
 from seg.data import SkippedSamples  # noqa: E402
+from seg.errors import ConfigError
 from seg.tensorboard import log_hparams  # noqa: E402
 from seg.training import Budget, accumulation, parse_duration  # noqa: E402
 

@@ -23,20 +23,17 @@ import os
 import sys
 from collections.abc import Callable
 
+from seg.errors import SegError
+
 EXIT_EXPECTED = 2
 DEBUG_VARIABLE = "HYDRA_FULL_ERROR"
 entered = False  # set once a wrapped main starts: a later exit status 1 is not Hydra's config
 
 
 def expected_types() -> tuple[type[BaseException], ...]:
-    """The exception classes that are the user's to fix (imported late: they are heavy)."""
-    from seg.checkpoint import CheckpointError
-    from seg.config import ConfigError
-    from seg.data import DatasetError
-    from seg.models.weights import WeightsUnavailableError
-
+    """The exception classes that are the user's to fix."""
     # FloatingPointError: a diverged run, stopped with the checkpoint to resume from.
-    return DatasetError, CheckpointError, ConfigError, WeightsUnavailableError, FloatingPointError
+    return SegError, FloatingPointError
 
 
 def paragraph(error: BaseException) -> str:

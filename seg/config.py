@@ -9,12 +9,10 @@ after a whole training epoch, a reversed ``scale_range`` in a loader worker.
 import math
 from numbers import Real
 
+from seg.errors import ConfigError
+
 # model.class_weights computed from the training split's class frequencies (train.py).
 CLASS_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
-
-
-class ConfigError(ValueError):
-    """A config key whose value cannot work, with the valid range."""
 
 
 def fail(key: str, value, valid: str) -> None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seg.config import ConfigError
+from seg.errors import ConfigError
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 

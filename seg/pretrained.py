@@ -25,10 +25,10 @@ from seg.checkpoint.read import (
     FOLDER_FORMAT,
     FOLDER_VERSION,
     WEIGHTS_FILE,
-    CheckpointError,
     first_line,
     load_network,
 )
+from seg.errors import CheckpointError, HubError
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")  # user/name
 PREPROCESSING = ("mean", "std")
@@ -37,10 +37,6 @@ FACTS = ("arch", "backbone", "num_classes", "in_channels", "class_names", "palet
          "ignore_index", "weights", "epoch", "step")  # fmt: skip
 # what a checkpoint without the key means
 DEFAULTS = {"in_channels": 3, "ignore_index": 255, "eval_scale": 1.0, "eval_flip": False}
-
-
-class HubError(CheckpointError):
-    """The Hugging Face Hub could not be reached, or refused the repo."""
 
 
 def network_and_facts(source) -> tuple[nn.Module, dict]:

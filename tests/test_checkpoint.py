@@ -12,13 +12,8 @@ import torch
 from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 from hydra.utils import instantiate
 
-from seg.checkpoint import (
-    CheckpointGuard,
-    LastCheckpoint,
-    RunDirectoryError,
-    RunLock,
-    remove_partial_writes,
-)
+from seg.checkpoint import CheckpointGuard, LastCheckpoint, RunLock, remove_partial_writes
+from seg.errors import RunDirectoryError
 from train import build_module
 
 # Takes the lock, forks a child that outlives it (as loader workers do), then is killed -9.

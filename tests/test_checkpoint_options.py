@@ -20,7 +20,7 @@ from evaluate import evaluate
 from predict import predict
 from seg import report
 from seg.checkpoint import load_network
-from seg.data import ChannelError
+from seg.errors import ChannelError
 from seg.inference import infer
 
 VAL_IDS = ("val_0000", "val_0001")

@@ -14,8 +14,10 @@ from conftest import REPO, SHIPPED_VOC, shared_data, write_voc_tree
 from PIL import Image
 
 import seg.data
-from seg.data import (
-    VOC_CLASSES,
+from seg.data import VOC_CLASSES, VOCDataModule
+from seg.data.download import VOC_URL, download_sbd, download_voc
+from seg.data.sbd import split_samples
+from seg.errors import (
     ColourMaskError,
     DatasetError,
     DownloadError,
@@ -26,10 +28,7 @@ from seg.data import (
     RootNotFoundError,
     SplitError,
     SplitOverlapError,
-    VOCDataModule,
 )
-from seg.data.download import VOC_URL, download_sbd, download_voc
-from seg.data.sbd import split_samples
 
 MEAN = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
 STD = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)

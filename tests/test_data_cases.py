@@ -16,10 +16,10 @@ from PIL import Image
 
 from seg.data.doctor import diagnose, format_report
 from seg.data.encodings import MaskDecoder, label_lut
-from seg.data.errors import DuplicateIdError
 from seg.data.layouts import folder_samples, index_files
 from seg.data.reading import IMAGE_TYPES, read_image
 from seg.data.transforms import random_scale
+from seg.errors import DuplicateIdError
 
 # cityscapesScripts helpers/labels.py: (labelId, name, trainId, colour); 255 is not evaluated.
 CITYSCAPES = [

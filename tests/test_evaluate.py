@@ -11,8 +11,8 @@ from PIL import Image
 
 from evaluate import evaluate
 from predict import predict
-from seg.checkpoint import CheckpointError
 from seg.data import VOC_CLASSES
+from seg.errors import CheckpointError
 from seg.models import build_model
 from seg.visualize import SWATCH
 from train import train

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from seg.errors import WeightsUnavailableError
 from seg.models import (
     BACKBONES,
     DECODERS,
@@ -264,7 +265,9 @@ def test_wrong_or_missing_local_file(tmp_path, caplog):
     with pytest.raises(ValueError, match="not a torchvision-format state dict of resnet18"):
         build_model("fcn8s", "resnet18", 21, weights=str(tmp_path / "resnet34.pth"))
     missing = tmp_path / "nowhere.pth"
-    with pytest.raises(RuntimeError, match=r"nowhere\.pth does not exist.*model\.weights="):
+    with pytest.raises(
+        WeightsUnavailableError, match=r"nowhere\.pth does not exist.*model\.weights="
+    ):
         build_model("fcn8s", "resnet18", 21, weights=str(missing))
     with caplog.at_level(logging.WARNING):
         build_model("fcn8s", "resnet18", 21, weights=str(missing), weights_required=False)
@@ -294,7 +297,7 @@ def test_imagenet_weights_come_from_the_hub_cache(offline_hub):
 
 
 def test_unavailable_imagenet_weights_raise_or_warn_once(offline_hub, caplog):
-    with pytest.raises(RuntimeError, match=f"{RESNET18_URL}.*model.weights=/path/to/"):
+    with pytest.raises(WeightsUnavailableError, match=f"{RESNET18_URL}.*model.weights=/path/to/"):
         build_model("fcn8s", "resnet18", 21, weights="imagenet")
     with caplog.at_level(logging.WARNING):
         build_model("fcn8s", "resnet18", 21, weights="imagenet", weights_required=False)
@@ -306,7 +309,9 @@ def test_unavailable_imagenet_weights_raise_or_warn_once(offline_hub, caplog):
 
 @pytest.mark.parametrize("backbone", ["unet", "tiny"])
 def test_backbones_without_imagenet_weights(backbone: str, caplog):
-    with pytest.raises(RuntimeError, match=f"no ImageNet weights|unavailable for {backbone}"):
+    with pytest.raises(
+        WeightsUnavailableError, match=f"no ImageNet weights|unavailable for {backbone}"
+    ):
         build_model("unet", backbone, 2, weights="imagenet")
     with caplog.at_level(logging.WARNING):
         build_model("unet", backbone, 2, weights="imagenet", weights_required=False)

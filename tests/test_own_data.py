@@ -154,11 +154,11 @@ def test_missing_cityscapes_names_where_to_get_it(tmp_path):
     cfg, _ = configs(tmp_path, "cityscapes", f"data.root={tmp_path / 'nothing'}")
     from hydra.utils import instantiate
 
-    from seg.data import RootNotFoundError
+    from seg.errors import RootNotFoundError
 
     with pytest.raises(RootNotFoundError, match="comes from https://www.cityscapes-dataset.com"):
         instantiate(cfg.data).samples("train")
-    from seg.data import DownloadError
+    from seg.errors import DownloadError
 
     fetching = instantiate(cfg.data, download=True)
     with pytest.raises(DownloadError, match="download it from https://www.cityscapes-dataset"):
@@ -338,7 +338,8 @@ def test_voc_tree_config_and_colour_classes_found_without_a_table(voc_root, tmp_
 
 
 def test_list_file_splits_in_a_folder_layout(tmp_path):
-    from seg.data import MissingFileError, SegmentationDataModule
+    from seg.data import SegmentationDataModule
+    from seg.errors import MissingFileError
 
     root = tmp_path / "tree"
     write_binary(root, 1, count=5)

@@ -20,9 +20,9 @@ import evaluate
 import seg
 from export import export
 from predict import predict
-from seg.checkpoint import CheckpointError, init_from_checkpoint, load_network
+from seg.checkpoint import init_from_checkpoint, load_network
+from seg.errors import CheckpointError, HubError
 from seg.module import SegmentationModule
-from seg.pretrained import HubError
 from seg.report import SCORES, percent
 from train import train
 

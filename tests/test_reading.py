@@ -7,18 +7,18 @@ import pytest
 import tifffile
 from PIL import Image
 
-from seg.data import (
-    ChannelError,
-    DuplicateIdError,
-    ImageReadError,
-    LabelRangeError,
-    SegmentationDataModule,
-    UnknownColourError,
-)
+from seg.data import SegmentationDataModule
 from seg.data.doctor import diagnose
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
+from seg.errors import (
+    ChannelError,
+    DuplicateIdError,
+    ImageReadError,
+    LabelRangeError,
+    UnknownColourError,
+)
 from seg.inference import read_image as predict_image
 
 # What a camera stores for each EXIF orientation, given the upright picture (the inverse view).

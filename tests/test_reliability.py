@@ -24,9 +24,10 @@ from PIL import Image
 
 from benchmarks import memory_growth
 from evaluate import evaluate
-from seg.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from seg.checkpoint import AtomicCheckpointIO, read_checkpoint
 from seg.checkpoint.guard import largest_weight
-from seg.data import (
+from seg.errors import (
+    CheckpointError,
     ColourMaskError,
     ImageReadError,
     LabelRangeError,

@@ -8,10 +8,10 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from seg.config import ConfigError, validate
+from seg.config import validate
+from seg.errors import ConfigError, WeightsUnavailableError
 from seg.models import BACKBONES, DECODERS, SegmentationModel, build_model
 from seg.models import timm as timm_backbones
-from seg.models.weights import WeightsUnavailableError
 
 CNNS = {  # the tested menu and the strides each claims
     "timm:resnet50d": [2, 4, 8, 16, 32],

@@ -13,7 +13,7 @@ from conftest import FAST_TRAIN, REPO, compose, write_voc_tree
 
 from seg import training
 from seg.checkpoint import read_checkpoint
-from seg.config import ConfigError
+from seg.errors import ConfigError
 from seg.module import SegmentationModule
 from seg.training import accumulation, parse_duration, validations
 from train import build_datamodule, build_trainer, train

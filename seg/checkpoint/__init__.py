@@ -17,14 +17,8 @@
 
 from seg.checkpoint.guard import CheckpointGuard
 from seg.checkpoint.interrupt import GracefulStop, Interrupted
-from seg.checkpoint.lock import RunDirectoryError, RunLock
-from seg.checkpoint.read import (
-    CheckpointError,
-    init_from_checkpoint,
-    load_network,
-    model_state,
-    read_checkpoint,
-)
+from seg.checkpoint.lock import RunLock
+from seg.checkpoint.read import init_from_checkpoint, load_network, model_state, read_checkpoint
 from seg.checkpoint.resume import (
     LoaderResume,
     ResumeSettings,
@@ -34,6 +28,7 @@ from seg.checkpoint.resume import (
     set_rng_states,
 )
 from seg.checkpoint.write import AtomicCheckpointIO, LastCheckpoint, remove_partial_writes
+from seg.errors import CheckpointError, RunDirectoryError
 
 
 def lifecycle() -> tuple[list, AtomicCheckpointIO]:

@@ -7,12 +7,7 @@ import socket
 from pathlib import Path
 
 from seg.checkpoint.write import remove_partial_writes
-from seg.config import ConfigError
-
-
-class RunDirectoryError(ConfigError):
-    """A run directory that is in use by another run, or cannot be written."""
-
+from seg.errors import RunDirectoryError
 
 HELD: dict[Path, str] = {}  # run directories locked by this process -> the owner line
 

@@ -16,15 +16,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
+from seg.errors import CheckpointError
 from seg.models import build_model, load_matching_state
 
 log = logging.getLogger("seg")
 NETWORK_KEYS = ("arch", "backbone", "num_classes")
 ADVICE = "pass a .ckpt file written by train.py (they are under <run dir>/checkpoints/)"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used, with the reason and what to do."""
 
 
 def first_line(error: BaseException, limit: int = 200) -> str:

@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 
-from seg.checkpoint.read import CheckpointError, read_checkpoint
+from seg.checkpoint.read import read_checkpoint
+from seg.errors import CheckpointError
 
 # Settings that make a checkpoint another model or another optimizer: no resume across them.
 SAME_ON_RESUME = ("arch", "backbone", "num_classes", "optimizer")

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from seg.checkpoint.read import CheckpointError, is_model_folder, load_network
+from seg.checkpoint.read import is_model_folder, load_network
+from seg.errors import CheckpointError
 
 log = logging.getLogger("seg")
 

@@ -9,7 +9,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from seg.checkpoint.read import CheckpointError, first_line, read_checkpoint
+from seg.checkpoint.read import first_line, read_checkpoint
+from seg.errors import CheckpointError
 
 log = logging.getLogger("seg")
 

@@ -7,22 +7,7 @@ reading.py (files -> arrays), encodings.py (mask values -> train ids), layouts.p
 
 from seg.data.datamodule import SegmentationDataModule, SkippedSamples, worker_init, world
 from seg.data.dataset import SegmentationDataset
-from seg.data.download import DownloadError
-from seg.data.errors import (
-    ChannelError,
-    ColourMaskError,
-    DatasetError,
-    DuplicateIdError,
-    ImageReadError,
-    LabelRangeError,
-    LayoutError,
-    MaskSizeError,
-    MissingFileError,
-    RootNotFoundError,
-    SplitError,
-    SplitOverlapError,
-    UnknownColourError,
-)
+from seg.errors import ChannelError, ColourMaskError, DatasetError, DownloadError, DuplicateIdError, ImageReadError, LabelRangeError, LayoutError, MaskSizeError, MissingFileError, RootNotFoundError, SplitError, SplitOverlapError, UnknownColourError
 from seg.data.voc import VOC_CLASSES, voc_colormap
 
 # The names the VOC configs and existing callers use for the same classes.

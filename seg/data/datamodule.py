@@ -33,7 +33,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from seg.data.dataset import SegmentationDataset
 from seg.data.download import download_archive, download_sbd, download_voc
 from seg.data.encodings import MaskDecoder
-from seg.data.errors import DatasetError, RootNotFoundError
+from seg.errors import DatasetError, RootNotFoundError
 from seg.data.layouts import (
     VOC_LAYOUT,
     Sample,

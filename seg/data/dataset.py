@@ -18,7 +18,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from seg.data.encodings import MaskDecoder
-from seg.data.errors import DatasetError, MaskSizeError
+from seg.errors import DatasetError, MaskSizeError
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
 from seg.data.transforms import eval_transform

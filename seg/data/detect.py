@@ -16,17 +16,13 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from seg.data.errors import DatasetError
+from seg.errors import AmbiguousDataError, DatasetError
 from seg.data.reading import IMAGE_TYPES
 
 IMAGE_DIRS = ("images", "image", "imgs", "img", "leftImg8bit", "rgb", "inputs")
 MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gtFine", "gt", "targets")
 SPLIT_NAMES = ("train", "training", "val", "validation", "test")
 SEPARATORS = "_-."
-
-
-class AmbiguousDataError(DatasetError):
-    """The data fits two readings; the message names the option that chooses."""
 
 
 def first_file(folder: Path, types: tuple[str, ...]) -> Path | None:

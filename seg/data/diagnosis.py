@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from seg.data.detect import AmbiguousDataError, detect_encoding, detect_layout
+from seg.errors import AmbiguousDataError, DatasetError
+from seg.data.detect import detect_encoding, detect_layout
 from seg.data.encodings import MaskDecoder
-from seg.data.errors import DatasetError
 from seg.data.layouts import (
     MASK_TYPES,
     SPLIT,

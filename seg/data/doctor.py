@@ -23,7 +23,7 @@ from seg.cli import expected_errors
 from seg.data.config import config_text
 from seg.data.detect import folder_keys
 from seg.data.diagnosis import Report, diagnose
-from seg.data.errors import DatasetError
+from seg.errors import DatasetError
 from seg.data.voc import VOC_CLASSES
 
 

@@ -10,7 +10,7 @@
 
 import numpy as np
 
-from seg.data.errors import ColourMaskError, DatasetError, LabelRangeError, UnknownColourError
+from seg.errors import ColourMaskError, DatasetError, LabelRangeError, UnknownColourError
 
 ENCODINGS = ("index", "colour", "binary")
 

@@ -28,13 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from seg.data.errors import (
-    DuplicateIdError,
-    LayoutError,
-    MissingFileError,
-    RootNotFoundError,
-    SplitError,
-)
+from seg.errors import DuplicateIdError, LayoutError, MissingFileError, RootNotFoundError, SplitError
 from seg.data.reading import IMAGE_TYPES
 
 MASK_TYPES = (".png", ".bmp", ".tif", ".tiff")

@@ -23,7 +23,7 @@ import scipy.io
 import tifffile
 from PIL import Image
 
-from seg.data.errors import ChannelError, ImageReadError, LabelRangeError, MissingFileError
+from seg.errors import ChannelError, ImageReadError, LabelRangeError, MissingFileError
 
 TIFF_TYPES = (".tif", ".tiff")
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", *TIFF_TYPES)

@@ -16,7 +16,7 @@ SBD (Hariharan et al., ICCV 2011, http://home.bharathh.info/pubs/codes/SBD/downl
 
 from pathlib import Path
 
-from seg.data.errors import DatasetError, RootNotFoundError, SplitError, SplitOverlapError
+from seg.errors import DatasetError, RootNotFoundError, SplitError, SplitOverlapError
 from seg.data.layouts import Sample, split_ids
 
 SPLIT_DIR = "ImageSets/Segmentation"

@@ -14,7 +14,7 @@ import numpy as np
 
 from seg.data.dataset import check_size
 from seg.data.encodings import MaskDecoder, colour_keys
-from seg.data.errors import DatasetError
+from seg.errors import DatasetError
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
 

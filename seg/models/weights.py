@@ -19,17 +19,11 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from seg.errors import WeightsUnavailableError
+
 log = logging.getLogger(__name__)
 
 REACH_TIMEOUT_S = 3.0  # torch.hub has no timeout: probe the URL first so offline runs fail fast
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Weights were asked for but cannot be had (no network, missing file)."""
-
-    def __init__(self, problem: str, advice: str):
-        super().__init__(f"{problem}. {advice}")
-        self.problem = problem  # one line, for the warning when weights are optional
 
 
 def one_line(err: BaseException) -> str:
