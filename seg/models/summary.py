@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from seg.errors import ConfigError
+
 from . import BACKBONES, DECODERS, MULTIPLE, build_model, count_parameters
 
 USAGE = "python -m seg.models.summary model=fcn8s model.backbone=vgg16 input=500x500"
@@ -199,31 +201,27 @@ def table(rows: list[dict], backbone: str, params: int, flops: int) -> str:
     )
 
 
-class UsageError(ValueError):
-    """A command line the summary cannot run: one paragraph, exit status 2."""
-
-
 def parse(argv: list[str]) -> dict[str, str]:
-    """`key=value` words over DEFAULTS; unknown keys and names are UsageErrors."""
+    """`key=value` words over DEFAULTS; unknown keys and names are ConfigErrors."""
     options = dict(DEFAULTS)
     for word in argv:
         key, sep, value = word.partition("=")
         if not sep or key not in options:
-            raise UsageError(
+            raise ConfigError(
                 f"unknown argument {word!r}; usage: {USAGE} (keys: {', '.join(options)})"
             )
         options[key] = value
     if options["model"] not in DECODERS:
-        raise UsageError(f"model={options['model']} is not an architecture; choose one of: "
+        raise ConfigError(f"model={options['model']} is not an architecture; choose one of: "
                          f"{', '.join(DECODERS)}")  # fmt: skip
     if options["model.backbone"] not in BACKBONES:
-        raise UsageError(f"model.backbone={options['model.backbone']} is not a backbone; choose "
+        raise ConfigError(f"model.backbone={options['model.backbone']} is not a backbone; choose "
                          f"one of: {', '.join(BACKBONES)}, or timm:<name>")  # fmt: skip
     size = options["input"].lower().split("x")
     if len(size) != 2 or not all(s.isdigit() and int(s) > 0 for s in size):
-        raise UsageError(f"input={options['input']} is not a size; write HxW, e.g. input=500x500")
+        raise ConfigError(f"input={options['input']} is not a size; write HxW, e.g. input=500x500")
     if not options["num_classes"].isdigit() or int(options["num_classes"]) < 1:
-        raise UsageError(f"num_classes={options['num_classes']} must be a positive integer")
+        raise ConfigError(f"num_classes={options['num_classes']} must be a positive integer")
     return options
 
 
@@ -243,7 +241,7 @@ def main(argv: list[str]) -> None:
             options["num_classes"],
         )
         model = build_model(arch, backbone, int(classes), weights=None)
-    except ValueError as error:  # UsageError, or a pair build_model refuses (FCN over unet)
+    except ValueError as error:  # a ConfigError, or a pair build_model refuses (FCN over unet)
         print(f"ConfigError: {error}", file=sys.stderr)
         sys.exit(2)
     height, width = (int(s) for s in options["input"].lower().split("x"))
