@@ -21,7 +21,8 @@ from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import ConfigError  # noqa: E402
 from seg.data import ChannelError, DatasetError  # noqa: E402
 from seg.data.voc import VOC_CLASSES, voc_colormap  # noqa: E402
-from seg.inference import infer, read_image  # noqa: E402
+from seg.data.reading import read_normalised  # noqa: E402
+from seg.inference import infer  # noqa: E402
 from seg.visualize import denormalise  # noqa: E402
 
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -57,7 +58,7 @@ def predict(cfg: DictConfig) -> dict:
     with torch.inference_mode():
         for file in tqdm(files, desc="predict", unit="image"):
             try:
-                images = read_image(file, mean, std).to(next(model.parameters()).device)
+                images = read_normalised(file, mean, std).to(next(model.parameters()).device)
             except ChannelError:
                 raise ChannelError(
                     f"image {file} does not have the {len(mean)} bands the checkpoint "

@@ -10,14 +10,9 @@ geometric-mean probability across views.
 """
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-from seg.data.reading import read_image as read_pixels
 
 Model = Callable[[Tensor], Tensor]
 
@@ -91,13 +86,3 @@ def infer(
                 logits = F.interpolate(logits, (h, w), mode="bilinear")  # align_corners=False
             total = total + logits
     return total / (len(scales) * (2 if flip else 1))
-
-
-def read_image(path: str | Path, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """An image file -> normalised ``(1, C, H, W)`` float32, as the evaluation pipeline gives.
-
-    C = len(mean). The data pipeline's reader: same EXIF orientation and integrity rules.
-    """
-    pixels = np.asarray(read_pixels(path, len(mean)), dtype=np.float32) / 255  # (H, W, C)
-    image = (torch.from_numpy(pixels) - torch.tensor(mean)) / torch.tensor(std)
-    return image.permute(2, 0, 1).unsqueeze(0).contiguous()

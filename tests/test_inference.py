@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from seg.inference import infer, read_image, sliding_window, window_starts
+from seg.data.reading import read_normalised
+from seg.inference import infer, sliding_window, window_starts
 from seg.models import build_model
 
 
@@ -98,7 +99,7 @@ def test_bad_options_are_refused_with_the_key_named():
         infer(model, torch.zeros(1, 3, 8, 8), window=0)
 
 
-def test_read_image_normalises_like_the_evaluation_pipeline(tmp_path):
+def test_read_normalised_normalises_like_the_evaluation_pipeline(tmp_path):
     from PIL import Image
 
     from seg.data.transforms import eval_transform
@@ -107,4 +108,4 @@ def test_read_image_normalises_like_the_evaluation_pipeline(tmp_path):
     Image.fromarray(rgb).save(tmp_path / "a.png")
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     expected = eval_transform(mean, std)(image=rgb)["image"]
-    torch.testing.assert_close(read_image(tmp_path / "a.png", mean, std)[0], expected)
+    torch.testing.assert_close(read_normalised(tmp_path / "a.png", mean, std)[0], expected)

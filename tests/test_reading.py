@@ -12,6 +12,7 @@ from seg.data.doctor import diagnose
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
+from seg.data.reading import read_normalised as predict_image
 from seg.errors import (
     ChannelError,
     DuplicateIdError,
@@ -19,7 +20,6 @@ from seg.errors import (
     LabelRangeError,
     UnknownColourError,
 )
-from seg.inference import read_image as predict_image
 
 # What a camera stores for each EXIF orientation, given the upright picture (the inverse view).
 STORED = {3: lambda a: np.rot90(a, 2), 6: lambda a: np.rot90(a, 1)}

@@ -15,12 +15,14 @@ Images come back as uint8 ``(H, W, C)`` when 8-bit and as float32 ``(H, W, C)`` 
 """
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import scipy.io
 import tifffile
+import torch
 from PIL import Image
 
 from seg.errors import ChannelError, ImageReadError, LabelRangeError, MissingFileError
@@ -176,3 +178,13 @@ def mask_palette(path: str | Path) -> list[list[int]] | None:
             f"mask {path} is truncated or unreadable ({err}); replace it"
         ) from None
     return [flat[i : i + 3] for i in range(0, len(flat), 3)] if flat else None
+
+
+def read_normalised(path: str | Path, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """An image file -> normalised ``(1, C, H, W)`` float32, as the evaluation pipeline gives.
+
+    C = len(mean). The data pipeline's reader: same EXIF orientation and integrity rules.
+    """
+    pixels = np.asarray(read_image(path, len(mean)), dtype=np.float32) / 255  # (H, W, C)
+    image = (torch.from_numpy(pixels) - torch.tensor(mean)) / torch.tensor(std)
+    return image.permute(2, 0, 1).unsqueeze(0).contiguous()
