@@ -1,7 +1,13 @@
-"""Segment unlabelled images with one checkpoint: ``python predict.py ckpt_path=... input=...``.
+"""Segment unlabelled images with one model: ``python predict.py ckpt_path=... input=...``.
+
+``ckpt_path`` is a checkpoint (PyTorch) or a model exported by export.py (``runtime=onnx``, or
+``auto`` for a ``.onnx`` file: onnxruntime, and torch is never imported). Images larger than
+``tiling.above`` pixels and GeoTIFFs are segmented tile by tile in bounded memory into a
+single-band TIFF that keeps the GeoTIFF's CRS, transform and nodata (seg/deploy/tiles.py).
 
 ``predict(cfg)`` is a plain function (tests call it with a composed config); ``main`` is the
-thin Hydra entry point. See configs/predict.yaml for the options.
+thin Hydra entry point. See configs/predict.yaml for the options. Imports of torch and of the
+packages that import it stay inside the functions of the PyTorch path.
 """
 
 import os
@@ -11,21 +17,15 @@ from pathlib import Path
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra  # noqa: E402
-import torch  # noqa: E402
+import numpy as np  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from seg import report  # noqa: E402
-from seg.checkpoint.select import checkpoint_paths, inference_options, network, pick_device  # noqa: E402
 from seg.cli import expected_errors, run  # noqa: E402
-from seg.config import ConfigError  # noqa: E402
-from seg.data import ChannelError, DatasetError  # noqa: E402
-from seg.data.voc import VOC_CLASSES, voc_colormap  # noqa: E402
-from seg.data.reading import read_normalised  # noqa: E402
-from seg.inference import infer  # noqa: E402
-from seg.visualize import denormalise  # noqa: E402
+from seg.errors import ChannelError, ConfigError, DatasetError  # noqa: E402
 
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+RUNTIMES = ("auto", "torch", "onnx")
 
 
 def image_files(source: Path) -> list[Path]:
@@ -43,38 +43,142 @@ def image_files(source: Path) -> list[Path]:
     return files
 
 
-def predict(cfg: DictConfig) -> dict:
-    """A coloured mask (palette PNG) and an overlay with a legend per image, one checkpoint."""
+class TorchModel:
+    """A checkpoint's network with predict.py's inference options, on numpy pixels."""
+
+    def __init__(self, cfg: DictConfig, path: Path) -> None:
+        import torch
+
+        from seg.checkpoint.select import inference_options, network, pick_device
+        from seg.data.voc import VOC_CLASSES, voc_colormap
+
+        self.torch, self.path = torch, path
+        self.model, info = network(path, pick_device(cfg.device))
+        self.mean, self.std, self.bands = info["mean"], info["std"], len(info["mean"])
+        self.palette = info.get("palette") or voc_colormap()
+        self.class_names = info.get("class_names") or VOC_CLASSES[: info["num_classes"]]
+        self.options = inference_options(cfg, info)
+
+    def read(self, file: Path) -> np.ndarray:
+        from seg.data.reading import read_image
+
+        try:
+            return read_image(file, self.bands)
+        except ChannelError:
+            raise ChannelError(
+                f"image {file} does not have the {self.bands} bands the checkpoint "
+                f"{self.path.name} reads; give images with {self.bands} bands, or a checkpoint "
+                f"trained on images like this one"
+            ) from None
+
+    def logits(self, pixels: np.ndarray):
+        """``(H, W, C)`` on 0..255 -> logits ``(K, H, W)``, normalised as seg.inference."""
+        from seg.inference import infer
+
+        torch = self.torch
+        x = torch.from_numpy(np.asarray(pixels, dtype=np.float32) / 255)
+        x = (x - torch.tensor(self.mean)) / torch.tensor(self.std)
+        x = x.permute(2, 0, 1).unsqueeze(0).contiguous().to(next(self.model.parameters()).device)
+        with torch.inference_mode():
+            return infer(self.model, x, **self.options)[0]
+
+    def classes(self, pixels: np.ndarray, name: str = "image") -> np.ndarray:
+        return self.logits(pixels).argmax(dim=0).cpu().numpy().astype(np.uint8)
+
+    def scores(self, pixels: np.ndarray) -> np.ndarray:
+        return self.logits(pixels).float().cpu().numpy()
+
+    def save(self, folder: Path, file: Path, pixels: np.ndarray, pred: np.ndarray) -> None:
+        from seg import report
+        from seg.deploy.runtime import rgb_view
+
+        report.save_mask(folder / f"{file.stem}.png", pred, self.palette)
+        path = folder / f"{file.stem}_overlay.jpg"
+        report.save_overlay(path, rgb_view(pixels), pred, self.class_names, self.palette)
+
+
+class OnnxModel:
+    """A model exported by export.py, run with onnxruntime: no torch."""
+
+    def __init__(self, cfg: DictConfig, path: Path) -> None:
+        from seg.deploy.runtime import DeployedModel
+
+        self.deployed = DeployedModel(path, cfg.threads)
+        self.path, self.bands = path, self.deployed.bands
+        self.palette, self.class_names = self.deployed.palette, self.deployed.class_names
+
+    def read(self, file: Path) -> np.ndarray:
+        from seg.deploy.runtime import read_pixels
+
+        return read_pixels(file)
+
+    def classes(self, pixels: np.ndarray, name: str = "image") -> np.ndarray:
+        return self.deployed.classes(pixels, name)
+
+    def scores(self, pixels: np.ndarray) -> np.ndarray:
+        return self.deployed.probabilities(pixels)
+
+    def save(self, folder: Path, file: Path, pixels: np.ndarray, pred: np.ndarray) -> None:
+        from seg.deploy.runtime import rgb_view, save_mask, save_overlay
+
+        save_mask(folder / f"{file.stem}.png", pred, self.palette)
+        path = folder / f"{file.stem}_overlay.jpg"
+        save_overlay(path, rgb_view(pixels), pred, self.class_names, self.palette)
+
+
+def load_model(cfg: DictConfig):
+    """The model ``ckpt_path`` names, in the runtime ``runtime`` picks."""
+    if cfg.runtime not in RUNTIMES:
+        raise ConfigError(f"runtime={cfg.runtime} is unknown; use one of {', '.join(RUNTIMES)}")
+    onnx = cfg.runtime == "onnx" or (cfg.runtime == "auto" and str(cfg.ckpt_path).endswith(".onnx"))
+    if onnx:
+        return OnnxModel(cfg, Path(cfg.ckpt_path))
+    from seg.checkpoint.select import checkpoint_paths
+
     paths = checkpoint_paths(cfg.ckpt_path)
     if len(paths) != 1:
         raise ConfigError(f"predict.py needs one checkpoint, but ckpt_path matched {len(paths)}")
+    return TorchModel(cfg, paths[0])
+
+
+def tiled(cfg: DictConfig, file: Path) -> bool:
+    """Whether ``file`` goes tile by tile: a GeoTIFF, or more pixels than tiling.above."""
+    from seg.deploy.tiles import image_size
+
+    height, width, georeferenced = image_size(file)
+    return georeferenced or height * width > cfg.tiling.above
+
+
+def predict_one(cfg: DictConfig, model, file: Path, folder: Path) -> str:
+    """Segment one image; returns the path of the class map written."""
+    if tiled(cfg, file):
+        from seg.deploy.tiles import predict_tiled
+
+        target = folder / f"{file.stem}.tif"
+        t = cfg.tiling
+        predict_tiled(file, target, model.scores, model.bands, model.palette, t.tile, t.overlap)
+        return str(target)
+    pixels = model.read(file)
+    pred = model.classes(pixels, str(file))
+    model.save(folder, file, pixels, pred)
+    return str(folder / f"{file.stem}.png")
+
+
+def predict(cfg: DictConfig) -> dict:
+    """A coloured mask (palette PNG) and an overlay per image; a class-map TIFF for large ones."""
     files = image_files(Path(cfg.input))
-    model, info = network(paths[0], pick_device(cfg.device))
-    mean, std = info["mean"], info["std"]
-    palette = info.get("palette") or voc_colormap()
-    names = info.get("class_names") or VOC_CLASSES[: info["num_classes"]]
-    options, folder = inference_options(cfg, info), Path(cfg.paths.output_dir) / "predict"
+    model = load_model(cfg)
+    folder = Path(cfg.paths.output_dir) / "predict"
     done, skipped = [], {}
-    with torch.inference_mode():
-        for file in tqdm(files, desc="predict", unit="image"):
-            try:
-                images = read_normalised(file, mean, std).to(next(model.parameters()).device)
-            except ChannelError:
-                raise ChannelError(
-                    f"image {file} does not have the {len(mean)} bands the checkpoint "
-                    f"{paths[0].name} reads; give images with {len(mean)} bands, or a checkpoint "
-                    f"trained on images like this one"
-                ) from None
-            except DatasetError as error:  # one unreadable image: skip it, name it at the end
-                if len(files) == 1:
-                    raise
-                skipped[str(file)] = str(error)
-                continue
-            pred = infer(model, images, **options).argmax(dim=1)[0].cpu().numpy()  # (H, W)
-            report.save_mask(folder / f"{file.stem}.png", pred, palette)
-            rgb = denormalise(images[0], mean, std)
-            report.save_overlay(folder / f"{file.stem}_overlay.jpg", rgb, pred, names, palette)
-            done.append(str(folder / f"{file.stem}.png"))
+    for file in tqdm(files, desc="predict", unit="image"):
+        try:
+            done.append(predict_one(cfg, model, file, folder))
+        except ChannelError:
+            raise
+        except DatasetError as error:  # one unreadable image: skip it, name it at the end
+            if len(files) == 1:
+                raise
+            skipped[str(file)] = str(error)
     print(f"{len(done)} masks and overlays written to {folder}")
     for file, error in skipped.items():
         print(f"skipped {file}: {error}", file=sys.stderr)
