@@ -2,10 +2,9 @@
 
     python -m seg.models.summary model=fcn8s model.backbone=vgg16 input=500x500 [num_classes=21]
 
-One row per backbone feature level and per decoder layer (FCN: score layers and upsamplers;
-U-Net: up-convolutions, conv blocks, classifier), in the order they run, then the total.
+Rows: each backbone feature level, then each decoder layer in the order it runs, then the total.
 
-The receptive field is the theoretical one (Long et al., CVPR 2015, section 3.1): the input
+The receptive field is the theoretical one (Long et al., CVPR 2015, section 3): the input
 pixels one output pixel can depend on, along one axis. It is computed from the modules as the
 image goes through: a convolution or pooling of kernel k, dilation d and stride s widens it by
 (k - 1) * d * jump and multiplies the jump (the input-pixel distance between neighbouring
@@ -225,12 +224,6 @@ def parse(argv: list[str]) -> dict[str, str]:
     return options
 
 
-def summarise(model: nn.Module, backbone: str, height: int, width: int) -> str:
-    """The printed summary of `model` (over `backbone`) for one HxW image."""
-    rows, flops, _ = trace(model, height, width)
-    return table(rows, backbone, count_parameters(model), flops)
-
-
 def main(argv: list[str]) -> None:
     """Parse, build (random init), print; a refused command line is one paragraph, status 2."""
     try:
@@ -248,7 +241,8 @@ def main(argv: list[str]) -> None:
     padded = "x".join(str(-(-n // MULTIPLE) * MULTIPLE) for n in (height, width))
     image = f"one {height}x{width} image (padded to {padded})"
     print(f"{arch} over {backbone}, {classes} classes, {image}\n")
-    print(summarise(model, backbone, height, width))
+    rows, flops, _ = trace(model, height, width)
+    print(table(rows, backbone, count_parameters(model), flops))
 
 
 if __name__ == "__main__":
