@@ -23,8 +23,8 @@ from seg.cli import expected_errors
 from seg.data.config import config_text
 from seg.data.detect import folder_keys
 from seg.data.diagnosis import Report, diagnose
-from seg.errors import DatasetError
 from seg.data.voc import VOC_CLASSES
+from seg.errors import DatasetError
 
 
 def format_report(report: Report, ignore_index: int = 255) -> str:
@@ -93,7 +93,12 @@ def parse_colours(text: str | None) -> list[list[int]] | None:
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return parser().parse_args(argv)
+
+
+def parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The doctor's options; the planner (seg/plan) adds its own to the same parser."""
+    parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("root", help="dataset folder (VOC layout, or image and mask folders)")
     parser.add_argument("split", nargs="?", help="one split name or .txt id list (default: all)")
     parser.add_argument(
@@ -117,7 +122,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "(default: one class per colour found, most frequent first)",
     )
     parser.add_argument("--write-config", metavar="PATH", help="e.g. configs/data/mydata.yaml")
-    return parser.parse_args(argv)
+    return parser
 
 
 def colour_table(path: str | None) -> tuple[list[str] | None, list[list[int]] | None]:
@@ -161,15 +166,20 @@ def given_layout(args: argparse.Namespace) -> dict | None:
     }
 
 
-@expected_errors
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(argv)
+def report_of(args: argparse.Namespace) -> Report:
+    """The diagnosis of the tree the doctor's options describe."""
     layout = given_layout(args)
-    report = diagnose(
+    return diagnose(
         args.root, args.split, class_names_of(args, layout), args.ignore_index,
         parse_label_map(args.label_map), args.image_ext, args.sbd_root, layout,
         args.mask_encoding, parse_colours(args.void_colours), colour_table(args.colour_table)[1],
     )  # fmt: skip
+
+
+@expected_errors
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    report = report_of(args)
     print(format_report(report, args.ignore_index))
     if report.problems:
         if args.write_config:
