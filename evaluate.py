@@ -29,17 +29,13 @@ from seg.checkpoint.select import (  # noqa: E402
 )
 from seg.cli import expected_errors, run  # noqa: E402
 from seg.config import validate
-from seg.errors import CheckpointError, ConfigError
+from seg.errors import CheckpointError
 from seg.evaluation import evaluate_batch, image_matrices, image_scores  # noqa: E402
 from seg.metrics import ConfusionMatrix  # noqa: E402
 from seg.report_html import WorstImages, write_report  # noqa: E402
 from seg.visualize import denormalise, failure_panel  # noqa: E402
 
 log = logging.getLogger("seg")
-MOVED = {
-    "predict.input": "python predict.py ckpt_path=<checkpoint> input=<image or folder>",
-    "export": "python export.py ckpt_path=<checkpoint> [exporter=dynamo|torchscript]",
-}
 
 
 def matched(datamodule, info: dict, cfg: DictConfig):
@@ -131,20 +127,9 @@ def evaluate_all(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
     }
 
 
-def refuse_moved_keys(cfg: DictConfig) -> None:
-    """Prediction and export have their own programs now: name them instead of running."""
-    used = [key for key in MOVED if OmegaConf.select(cfg, key) is not None]
-    if used:
-        raise ConfigError(
-            f"evaluate.py only evaluates; {used[0]}= belongs to another program now: "
-            f"{MOVED[used[0]]}"
-        )
-
-
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate the checkpoints of cfg.ckpt_path; return the results and what was written."""
     validate(OmegaConf.to_container(cfg, resolve=True))  # before any data is read
-    refuse_moved_keys(cfg)
     paths = checkpoint_paths(cfg.ckpt_path)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from conftest import voc_palette
 from PIL import Image
 
-from seg.data import VOCDataModule
+from seg.data import SegmentationDataModule
 from seg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from seg.inference import infer
 
@@ -73,7 +73,7 @@ LAYOUTS: dict[str, Callable[[Path, Samples], dict]] = {
 }
 
 
-def datamodule(layout: str, root: Path, **options) -> VOCDataModule:
+def datamodule(layout: str, root: Path, **options) -> SegmentationDataModule:
     """The same samples as a train and a val split, written in ``layout``."""
     samples, splits = block_samples(), root / "ImageSets/Segmentation"
     ids = {split: [f"{split}_{i}" for i in range(len(samples))] for split in ("train", "val")}
@@ -84,7 +84,7 @@ def datamodule(layout: str, root: Path, **options) -> VOCDataModule:
     for split, names in ids.items():
         (splits / f"{split}.txt").write_text("\n".join(names) + "\n")
     names = [str(c) for c in range(len(LEVELS))]
-    dm = VOCDataModule(str(root), class_names=names, num_workers=0, **extra, **options)
+    dm = SegmentationDataModule(str(root), class_names=names, num_workers=0, **extra, **options)
     dm.setup("fit")
     return dm
 

@@ -115,7 +115,7 @@ RESUME = {
 
 MISUSE = ["run directory locked", "run directory under a file", "weights file missing",
           "init_from all zeros", "eval glob matches nothing", "predict input missing",
-          "export exporter unknown", "eval predict key moved", "eval folder of bad checkpoints",
+          "export exporter unknown", "eval folder of bad checkpoints",
           "eval without ckpt_path", "doctor root missing"]  # fmt: skip
 
 
@@ -314,9 +314,6 @@ def misuse(case: str, good: dict, tmp_path: Path) -> tuple[str, list[str], str]:
     if case == "predict input missing":
         missing = tmp_path / "photos"
         return "predict", [f"ckpt_path={good['file']}", f"input={missing}"], "photos"
-    if case == "eval predict key moved":
-        moved = [root, f"ckpt_path={good['file']}", f"predict.input={tmp_path}"]
-        return "eval", moved, "python predict.py"
     if case == "eval without ckpt_path":
         return "eval", [root, "ckpt_path=???"], "ckpt_path=<value>"
     if case == "export exporter unknown":

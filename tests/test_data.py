@@ -14,7 +14,7 @@ from conftest import REPO, SHIPPED_VOC, shared_data, write_voc_tree
 from PIL import Image
 
 import seg.data
-from seg.data import VOC_CLASSES, VOCDataModule
+from seg.data import VOC_CLASSES, SegmentationDataModule
 from seg.data.download import VOC_URL, download_sbd, download_voc
 from seg.data.sbd import split_samples
 from seg.errors import (
@@ -34,9 +34,9 @@ MEAN = torch.tensor((0.485, 0.456, 0.406)).view(3, 1, 1)
 STD = torch.tensor((0.229, 0.224, 0.225)).view(3, 1, 1)
 
 
-def datamodule(root, **kwargs) -> VOCDataModule:
+def datamodule(root, **kwargs) -> SegmentationDataModule:
     kwargs = {"num_workers": 0, "batch_size": 2, "crop_size": 32, **kwargs}
-    return VOCDataModule(str(root), **kwargs)
+    return SegmentationDataModule(str(root), **kwargs)
 
 
 def raw_mask(root: Path, image_id: str) -> np.ndarray:
@@ -383,7 +383,7 @@ def test_every_data_config_instantiates(name, monkeypatch):
     from hydra.utils import instantiate
 
     dm = instantiate(compose_data(name, monkeypatch).data)
-    assert isinstance(dm, VOCDataModule) and dm.ignore_index == 255
+    assert isinstance(dm, SegmentationDataModule) and dm.ignore_index == 255
     assert dm.num_classes == (11 if name == "camvid" else 21)
     if name == "voc_seg11valid":
         assert dm.val_split == str(REPO / "data/voc_splits/seg11valid.txt")

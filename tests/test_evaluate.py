@@ -201,14 +201,6 @@ def test_predict_writes_a_mask_and_an_overlay_with_a_legend_per_image(tmp_path):
     assert np.abs(swatch.astype(int) - [128, 0, 0]).max() < 40  # JPEG-blurred, still its colour
 
 
-def test_evaluate_names_the_programs_that_now_predict_and_export(tmp_path):
-    ckpt = write_checkpoint(tmp_path / "constant.ckpt")
-    with pytest.raises(ValueError, match="python predict.py"):
-        evaluate(eval_config(ckpt, tmp_path, tmp_path / "out", f"predict.input={tmp_path}"))
-    with pytest.raises(ValueError, match="python export.py"):
-        evaluate(eval_config(ckpt, tmp_path, tmp_path / "out", "export=onnx"))
-
-
 def test_real_voc_masks_at_native_size_with_void_borders_ignored(tmp_path):
     root = shared_data("voc_mini") / "VOC2012"
     ids = (root / "ImageSets/Segmentation/val.txt").read_text().split()[:3]

@@ -11,8 +11,6 @@ from seg.errors import ChannelError, ColourMaskError, DatasetError, DownloadErro
 from seg.data.voc import VOC_CLASSES, voc_colormap
 
 # The names the VOC configs and existing callers use for the same classes.
-VOCDataModule = SegmentationDataModule
-VOCSegmentationDataset = SegmentationDataset
 
 __all__ = [
     "VOC_CLASSES",
@@ -33,8 +31,6 @@ __all__ = [
     "SplitError",
     "SplitOverlapError",
     "UnknownColourError",
-    "VOCDataModule",
-    "VOCSegmentationDataset",
     "voc_colormap",
     "worker_init",
     "world",
