@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seg.errors import ChannelError, DatasetError
+from seg.errors import ChannelError, ConfigError, DatasetError
 
 Score = Callable[[np.ndarray], np.ndarray]  # pixels (h, w, C) on 0..255 -> scores (K, h, w)
 NODATA = 255
@@ -30,10 +30,12 @@ CACHE_MB = 64  # GDAL's block cache, which would otherwise grow to 5 % of RAM
 
 
 def starts(size: int, tile: int, stride: int) -> list[int]:
-    """Offsets of tiles every ``stride`` over ``size``; the last one is flush with the edge."""
-    last = max(size - tile, 0)
-    offsets = list(range(0, last + 1, stride))
-    return offsets if offsets[-1] == last else [*offsets, last]
+    """Offsets of tiles every ``stride`` over ``size``; the last tile is cut at the edge.
+
+    Not moved flush with the edge: that would overlap its neighbour by up to a whole tile, and
+    the rows carried between tile rows would grow from ``overlap`` to ``tile``.
+    """
+    return list(range(0, max(size - (tile - stride), 1), stride))
 
 
 def ramp(n: int, overlap: int) -> np.ndarray:
@@ -110,7 +112,9 @@ def predict_tiled(
     from rasterio.windows import Window
 
     if not 0 <= overlap < tile:
-        raise DatasetError(f"tiling.overlap={overlap} must be below tiling.tile={tile}")
+        raise ConfigError(
+            f"tiling.overlap={overlap} must be at least 0 and below tiling.tile={tile}"
+        )
     partial = target.with_name(f".{target.name}.partial")
     target.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
