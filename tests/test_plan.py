@@ -19,7 +19,7 @@ from PIL import Image
 from seg.errors import ConfigError
 from seg.plan import __main__ as plan_cli
 from seg.plan.choices import make_plan
-from seg.plan.fingerprint import fingerprint
+from seg.plan.fingerprint import Fingerprint, fingerprint
 from seg.plan.groups import group_of, group_split, groups_found
 from seg.plan.probe import Candidate, Timing
 from seg.plan.rules import candidates, epochs, minimum_budget, resolution
@@ -244,3 +244,42 @@ def test_plan_train_evaluate(tmp_path, monkeypatch):
     done = subprocess.run(evaluate, cwd=REPO, timeout=600, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mean IU" in done.stdout or (scores / "metrics.json").exists()
+
+
+def camvid_like() -> Fingerprint:
+    """CamVid's fingerprint as the planner measured it (docs/plan.md), without reading it."""
+    names = ["sky", "building", "pole", "road", "pavement", "tree", "signsymbol", "fence", "car",
+             "pedestrian", "bicyclist"]  # fmt: skip
+    shares = [0.16, 0.22, 0.01, 0.322, 0.09, 0.1, 0.012, 0.03, 0.04, 0.0066, 0.0094]
+    return Fingerprint(
+        root="camvid", splits={"train": 367, "val": 101},
+        train_ids=[f"0016E5_{i:05d}" for i in range(367)],
+        val_ids=[f"0016E5_{i:05d}" for i in range(400, 501)], size=(360, 480),
+        largest=(360, 480), bands=3, bit_depth=8, mean=[0.39, 0.40, 0.41], std=[0.3] * 3,
+        encoding="index", raw_values=list(range(11)) + [255], class_names=names, shares=shares,
+        thickness=[200, 150, 3.4, 200, 60, 100, 31, 40, 50, 12.2, 17.4], area=[1e4] * 11,
+        presence=[24] * 11, sampled=24, groups={},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("resnet_288x384", "backbone", "crop"),
+    [
+        (1.4, "resnet18", [288, 384]),
+        (3.4, "resnet18", [160, 192]),
+        (8.0, "mobilenet_v3_large", [160, 192]),
+    ],  # fmt: skip
+)
+def test_camvid_plan_is_the_recipe_where_its_setup_fits_8_epochs(resnet_288x384, backbone, crop):
+    """Seconds per step proportional to pixels: an idle, a loaded and a very slow machine."""
+    fp = camvid_like()
+    per_pixel = resnet_288x384 / (4 * 288 * 384)  # resnet18; mobilenet at half
+    found = candidates(fp, resolution(fp)[0])
+    assert {c.crop for c in found} == {(288, 384), (192, 288), (160, 192)}
+    speed = {"resnet18": per_pixel, "mobilenet_v3_large": per_pixel / 2}
+    probed = [Timing(c, speed[c.backbone] * 4 * c.crop[0] * c.crop[1], None, True) for c in found]
+    plan = make_plan(fp, probed, 1200, "20m", "/tmp/s")
+    assert plan.value("model.backbone") == backbone and plan.value("data.crop_size") == crop
+    assert plan.value("model.loss") == "ohem" and plan.value("model.eval_scale") == 1.0
+    assert plan.value("model.class_weights") == "median_frequency_sqrt"
+    assert plan.value("data.batch_size") == 4 and 10 <= plan.value("model.warmup_iters") <= 50
