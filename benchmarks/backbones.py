@@ -34,8 +34,8 @@ from benchmarks.common import (
 )
 from benchmarks.steps import Setup, make_step
 from benchmarks.zoo import build
+from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from seg.models import count_parameters
-from seg.module import IMAGENET_MEAN, IMAGENET_STD
 
 TORCHVISION = ["vgg16", "resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large"]
 TIMM = [

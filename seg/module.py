@@ -15,12 +15,11 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from seg.evaluation import evaluate_batch
+from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from seg.losses import LossOptions, build_loss
 from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 OPTIMIZERS = ("sgd", "adamw")
 REDUCTIONS = ("mean", "sum")
 # torch's optimizer implementations: auto (torch picks: for-loop on CPU, foreach on CUDA),

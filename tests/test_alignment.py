@@ -23,7 +23,7 @@ from conftest import voc_palette
 from PIL import Image
 
 from seg.data import SegmentationDataModule
-from seg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from seg.inference import infer
 
 LEVELS = np.array([30, 75, 175, 220], np.uint8)  # grey level of each class; pads: 0 and ~124

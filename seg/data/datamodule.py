@@ -33,7 +33,6 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from seg.data.dataset import SegmentationDataset
 from seg.data.download import download_archive, download_sbd, download_voc
 from seg.data.encodings import MaskDecoder
-from seg.errors import DatasetError, RootNotFoundError
 from seg.data.layouts import (
     VOC_LAYOUT,
     Sample,
@@ -46,14 +45,10 @@ from seg.data.layouts import (
 from seg.data.reading import mask_palette
 from seg.data.sampler import SeededSampler
 from seg.data.sbd import check_disjoint, split_samples, uses_sbd
-from seg.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    eval_transform,
-    pad_collate,
-    train_transform,
-)
+from seg.data.transforms import eval_transform, pad_collate, train_transform
 from seg.data.voc import VOC_CLASSES, voc_colormap
+from seg.errors import DatasetError, RootNotFoundError
+from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 # torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")

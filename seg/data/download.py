@@ -16,11 +16,11 @@ from torchvision.datasets import SBDataset, VOCSegmentation
 from torchvision.datasets.utils import download_url, extract_archive
 from torchvision.datasets.voc import DATASET_YEAR_DICT
 
-from seg.errors import DatasetError, DownloadError
-from seg.data.sbd import SBD_LAYOUT, SPLIT_DIR
+from seg.data.layouts import VOC_LAYOUT
+from seg.data.sbd import SBD_LAYOUT
+from seg.errors import DownloadError
 
 VOC_URL = DATASET_YEAR_DICT["2012"]["url"]
-VOC_LAYOUT = f"JPEGImages/<id>.jpg, SegmentationClass/<id>.png and {SPLIT_DIR}/<split>.txt"
 
 
 def download_voc(root: str | Path) -> None:

@@ -28,12 +28,20 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from seg.errors import DuplicateIdError, LayoutError, MissingFileError, RootNotFoundError, SplitError
 from seg.data.reading import IMAGE_TYPES
+from seg.errors import (
+    DuplicateIdError,
+    LayoutError,
+    MissingFileError,
+    RootNotFoundError,
+    SplitError,
+)
 
 MASK_TYPES = (".png", ".bmp", ".tif", ".tiff")
 SPLIT = "{split}"
-VOC_LAYOUT = "JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/<split>.txt"
+VOC_LAYOUT = (
+    "JPEGImages/<id>.jpg, SegmentationClass/<id>.png and ImageSets/Segmentation/<split>.txt"
+)
 
 
 class Sample(NamedTuple):

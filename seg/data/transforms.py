@@ -13,8 +13,7 @@ import cv2
 import torch
 from albumentations.pytorch import ToTensorV2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 def random_scale(base_size: int | None, scale_range: tuple[float, float]) -> A.BasicTransform:
