@@ -50,6 +50,15 @@ class DeployGraph(nn.Module):
         return (classes,)
 
 
+def with_defaults(info: dict) -> dict:
+    """The checkpoint's facts with VOC's names and colours where it has none, as predict.py."""
+    from seg.data.voc import VOC_CLASSES, voc_colormap
+
+    k = info["num_classes"]
+    names = info.get("class_names") or [*VOC_CLASSES, *(f"class {i}" for i in range(21, k))][:k]
+    return info | {"class_names": names, "palette": info.get("palette") or voc_colormap()[:k]}
+
+
 def training_summary(info: dict) -> dict:
     """What the checkpoint says about its training, for the metadata and the card."""
     keys = ("arch", "backbone", "num_classes", "in_channels", "epoch", "step", "eval_scale",
@@ -59,10 +68,10 @@ def training_summary(info: dict) -> dict:
 
 def metadata(info: dict, flip: bool, outputs: list[str], input_dtype: str) -> dict[str, str]:
     """The ``seg.*`` metadata_props, each a JSON string."""
-    k = info["num_classes"]
+    info = with_defaults(info)
     facts = {
         "format": FORMAT,
-        "class_names": list(info.get("class_names") or [f"class {i}" for i in range(k)]),
+        "class_names": list(info["class_names"]),
         "palette": [list(map(int, c)) for c in info["palette"]],
         "mean": list(map(float, info["mean"])),
         "std": list(map(float, info["std"])),
@@ -138,7 +147,8 @@ def check_parity(graph: DeployGraph, path: Path, sizes: list[tuple[int, int]], b
 
 def card(path: Path, info: dict, flip: bool, input_dtype: str, quantized: dict | None) -> str:
     """The Markdown model card written beside ``path``: contract, classes, training, int8."""
-    facts = json.loads(metadata(info, flip, [], input_dtype)["seg.class_names"])
+    info = with_defaults(info)
+    facts = info["class_names"]
     bands = int(info.get("in_channels", 3))
     rows = "\n".join(
         f"| {i} | {name} | {tuple(info['palette'][i])} |" for i, name in enumerate(facts)
