@@ -10,7 +10,7 @@ is) and scores the final weights on every frame of the third, a street it never 
 configuration's own evaluation settings (``model.eval_flip``, ``model.eval_scale``). The row's
 score is the mean over the three folds; CamVid's official val (frames of 0016E5, a street in two
 of the folds' training) is reported beside it, never used to choose. Fold lists are
-``data/camvid_splits/holdout_<SEQ>/`` (``python -m seg.data.sequences``). Rows are merged into
+``data/camvid_splits/holdout_<SEQ>/`` (``python -m seg.doctor.sequences``). Rows are merged into
 ``results/cv.json`` by ``name@seed``, so rows can be run one invocation at a time. A second
 seed of a row tells its noise: decide only on differences larger than that.
 """

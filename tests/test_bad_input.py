@@ -26,7 +26,7 @@ import train
 from seg import cli
 from seg.checkpoint import RunLock
 from seg.cli import expected_errors
-from seg.data import doctor
+from seg.doctor import cli as doctor
 from seg.errors import ConfigError, RootNotFoundError
 from seg.module import SegmentationModule
 

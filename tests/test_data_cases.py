@@ -14,11 +14,11 @@ from conftest import compose
 from hydra.utils import instantiate
 from PIL import Image
 
-from seg.data.doctor import diagnose, format_report
 from seg.data.encodings import MaskDecoder, label_lut
 from seg.data.layouts import folder_samples, index_files
 from seg.data.reading import IMAGE_TYPES, read_image
 from seg.data.transforms import random_scale
+from seg.doctor.cli import diagnose, format_report
 from seg.errors import DuplicateIdError
 
 # cityscapesScripts helpers/labels.py: (labelId, name, trainId, colour); 255 is not evaluated.

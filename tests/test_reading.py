@@ -8,11 +8,11 @@ import tifffile
 from PIL import Image
 
 from seg.data import SegmentationDataModule
-from seg.data.doctor import diagnose
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
 from seg.data.reading import read_normalised as predict_image
+from seg.doctor.cli import diagnose
 from seg.errors import (
     ChannelError,
     DuplicateIdError,

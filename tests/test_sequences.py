@@ -3,7 +3,7 @@
 import pytest
 from conftest import REPO, shared_data
 
-from seg.data.sequences import hold_out, main, sequence
+from seg.doctor.sequences import hold_out, main, sequence
 
 HOLDOUT = REPO / "data" / "camvid_splits" / "holdout_0006R0"
 

@@ -139,7 +139,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             raise DatasetError(
                 f"data.mean and data.std need one value per channel (data.in_channels="
                 f"{self.in_channels}), got {len(self.mean)} and {len(self.std)}; "
-                "python -m seg.data.doctor ROOT measures them"
+                "python -m seg.doctor ROOT measures them"
             )
         crop = [crop_size] * 2 if isinstance(crop_size, int) else list(crop_size)
         self.augment = dict(

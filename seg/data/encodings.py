@@ -72,7 +72,7 @@ class MaskDecoder:
             raise DatasetError(
                 f"data.mask_encoding=colour needs data.palette with one [r, g, b] per class "
                 f"({num_classes}), got {0 if palette is None else len(palette)}; list the colour "
-                "of each class in the mask files (python -m seg.data.doctor ROOT finds them)"
+                "of each class in the mask files (python -m seg.doctor ROOT finds them)"
             )
         if mask_encoding == "binary" and num_classes != 2:
             raise DatasetError(

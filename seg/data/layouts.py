@@ -178,7 +178,7 @@ def check_folders(root: Path, image_dir: str, mask_dir: str) -> None:
             if not folder.is_dir():
                 raise RootNotFoundError(
                     f"folder {folder} does not exist; point data.root and data.{key} at the "
-                    "folder holding the files (python -m seg.data.doctor ROOT shows what it finds)"
+                    "folder holding the files (python -m seg.doctor ROOT shows what it finds)"
                 )
     elif not root.is_dir():
         raise RootNotFoundError(
@@ -242,7 +242,7 @@ def choose_layout(root: Path, image_dir: str = "images", mask_dir: str = "masks"
     raise LayoutError(
         f"dataset root {root} holds neither layout that data.layout=auto reads: the folder "
         f"layout ({folders}) nor the VOC layout ({VOC_LAYOUT}). Point data.root at a folder "
-        "in one of them (python -m seg.data.doctor ROOT shows what it holds), or set "
+        "in one of them (python -m seg.doctor ROOT shows what it holds), or set "
         "data.layout and data.folder for another tree"
     )
 

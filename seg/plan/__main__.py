@@ -2,7 +2,7 @@
 
     python -m seg.plan ROOT --budget 20m --name NAME [doctor options] [--configs DIR]
 
-The doctor scans and checks the tree (seg/data/doctor.py; its options apply); the fingerprint
+The doctor scans and checks the tree (seg/doctor/cli.py; its options apply); the fingerprint
 adds object sizes, bit depth and file-name groups; the probe times candidate setups on this
 device; the rules (docs/plan.md) choose. Writes ``DIR/data/NAME.yaml`` and
 ``DIR/experiment/NAME.yaml`` (and split lists when the tree has no val split) and prints the
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from seg.cli import expected_errors
-from seg.data import doctor
 from seg.data.encodings import MaskDecoder
+from seg.doctor import cli as doctor
 from seg.errors import DatasetError
 from seg.plan.choices import make_plan
 from seg.plan.fingerprint import fingerprint

@@ -35,7 +35,7 @@ def split_rule(plan: Plan, fp: Fingerprint, splits_dir: str) -> Fingerprint:
             plan.assumed.append((
                 f"the tree's val split shares {len(shared)} file-name groups with train "
                 f"({', '.join(shared[:3])}): its score overstates new data; kept as given",
-                "hold whole groups out: python -m seg.data.sequences ROOT --hold-out GROUP --out "
+                "hold whole groups out: python -m seg.doctor.sequences ROOT --hold-out GROUP --out "
                 "DIR, then data.train_split=DIR/train.txt data.val_split=DIR/val.txt",
             ))  # fmt: skip
         return fp

@@ -1,6 +1,6 @@
 """A dataset's fingerprint: the doctor's scan plus what the rules need and the scan leaves out.
 
-From the doctor's report (seg/data/diagnosis.py): images per split, image sizes, bands and
+From the doctor's report (seg/doctor/diagnosis.py): images per split, image sizes, bands and
 per-band mean/std, the mask encoding, class names and class pixel shares. Added here, from a
 sample of at most ``SAMPLE`` training masks and images: the bit depth, and per class the size
 and thickness of its objects. Thickness is the diameter of the largest disc inside a connected
@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from seg.data.diagnosis import Report, samples_of
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import Sample
 from seg.data.reading import decode, read_bytes, read_mask
+from seg.doctor.diagnosis import Report, samples_of
 from seg.plan.groups import groups_found
 
 SAMPLE = 24  # masks read for object sizes: evenly spaced over the training split

@@ -1,7 +1,7 @@
 """Groups in file names (video sequences, scenes, patients) and validation splits that keep them.
 
 An id's group is its name before a trailing frame number: ``0006R0_f01230`` -> ``0006R0`` (as
-``seg.data.sequences.sequence`` reads CamVid), ``patient03_slice12`` -> ``patient03_slice``,
+``seg.doctor.sequences.sequence`` reads CamVid), ``patient03_slice12`` -> ``patient03_slice``,
 ``tile_3_5`` -> ``tile_3``. Frames of one group look alike, so a validation split that shares a
 group with training overstates what the model does on new data; ``group_split`` holds whole
 groups out instead.

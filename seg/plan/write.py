@@ -10,8 +10,8 @@ import textwrap
 from argparse import Namespace
 from pathlib import Path
 
-from seg.data.config import config_text
-from seg.data.diagnosis import Report
+from seg.doctor.data_config import config_text
+from seg.doctor.diagnosis import Report
 from seg.plan.fingerprint import Fingerprint
 from seg.plan.rules import Plan
 

@@ -145,7 +145,7 @@ MUTANTS = [
     # data details
     Mutant("Cityscapes car and truck swapped", "configs/data/cityscapes.yaml",
            "26: 13, 27: 14", "26: 14, 27: 13", CASES),
-    Mutant("doctor counts width x width pixels", "seg/data/scan.py",
+    Mutant("doctor counts width x width pixels", "seg/doctor/scan.py",
            "n + scan.size[0] * scan.size[1],", "n + scan.size[0] * scan.size[0],", CASES),
     Mutant("folder ids lose their sub-folder", "seg/data/layouts.py",
            'rel = path.parent.relative_to(folder) / match["id"]', 'rel = Path(match["id"])',

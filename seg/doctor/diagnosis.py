@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from seg.errors import AmbiguousDataError, DatasetError
-from seg.data.detect import detect_encoding, detect_layout
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import (
     MASK_TYPES,
@@ -25,8 +23,10 @@ from seg.data.layouts import (
 )
 from seg.data.reading import IMAGE_TYPES
 from seg.data.sbd import SPLIT_DIR, check_disjoint, split_samples
-from seg.data.scan import Totals, decode_counts, scan_sample
 from seg.data.voc import VOC_CLASSES
+from seg.doctor.detect import detect_encoding, detect_layout
+from seg.doctor.scan import Totals, decode_counts, scan_sample
+from seg.errors import AmbiguousDataError, DatasetError
 
 
 @dataclass

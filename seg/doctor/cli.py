@@ -1,6 +1,6 @@
 """Dataset doctor: scan a tree, print what it holds and every problem at once, write its config.
 
-    python -m seg.data.doctor ROOT [split] [--class-names F] [--label-map 11:255]
+    python -m seg.doctor ROOT [split] [--class-names F] [--label-map 11:255]
                               [--mask-encoding index|colour|binary] [--write-config PATH]
 
 The layout (VOC or an image/mask folder pair), name patterns, splits and mask encoding are
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from seg.cli import expected_errors
-from seg.data.config import config_text
-from seg.data.detect import folder_keys
-from seg.data.diagnosis import Report, diagnose
 from seg.data.voc import VOC_CLASSES
+from seg.doctor.data_config import config_text
+from seg.doctor.detect import folder_keys
+from seg.doctor.diagnosis import Report, diagnose
 from seg.errors import DatasetError
 
 
@@ -193,7 +193,3 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(text)
         print(f"\nWrote {target}; train with: python train.py data={target.stem}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

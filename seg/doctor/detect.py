@@ -16,8 +16,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from seg.errors import AmbiguousDataError, DatasetError
 from seg.data.reading import IMAGE_TYPES
+from seg.errors import AmbiguousDataError, DatasetError
 
 IMAGE_DIRS = ("images", "image", "imgs", "img", "leftImg8bit", "rgb", "inputs")
 MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gtFine", "gt", "targets")
@@ -82,7 +82,8 @@ def split_pairs(root: Path, subdirs: dict[str, Path]) -> dict | None:
     (``annot``, ``_labels``, ...) that every split present shares.
     """
     splits = [n for n in SPLIT_NAMES if n in subdirs]
-    suffixes = {n[len(splits[0]) :] for n in subdirs if n.startswith(splits[0])} if splits else set()
+    first = splits[0] if splits else None
+    suffixes = {n[len(first) :] for n in subdirs if n.startswith(first)} if first else set()
     shared = sorted(x for x in suffixes - {""} if all(s + x in subdirs for s in splits))
     if not shared:
         return None
