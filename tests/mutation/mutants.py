@@ -115,8 +115,10 @@ MUTANTS = [
            'names = info.get("class_names") or VOC_CLASSES[: info["num_classes"]]',
            'names = VOC_CLASSES[: info["num_classes"]]', OPTIONS),
     Mutant("predict ignores the checkpoint's std", "predict.py",
-           'mean, std = info["mean"], info["std"]',
-           'mean, std = info["mean"], [1.0] * len(info["mean"])', OPTIONS),
+           'self.mean, self.std, self.bands = info["mean"], info["std"], len(info["mean"])',
+           'self.mean, self.std, self.bands = info["mean"], [1.0] * len(info["mean"]), '
+           'len(info["mean"])',
+           OPTIONS),
     Mutant("model folder drops its evaluation options", "seg/checkpoint/read.py",
            'return info | config.get("preprocessing", {}) | config.get("evaluation", {}), state',
            'return info | config.get("preprocessing", {}), state', OPTIONS),
