@@ -3,7 +3,7 @@
     python -m benchmarks.data_pipeline                      # ../shared/data/camvid, 0/1/2 workers
     python -m benchmarks.data_pipeline --root data/camvid --workers 2 4
 
-The loader is the project's ``VOCDataModule`` with the CamVid recipe's augmentation
+The loader is the project's ``SegmentationDataModule`` with the CamVid recipe's augmentation
 (configs/experiment/camvid.yaml: images scaled to about 2/3, 224x288 crops, flips): JPEG and
 PNG decoding, scaling, cropping and normalising. Training consumption is ``--model`` images/s on
 an in-memory batch; "fed by the loader" trains the same network on the loader's batches.
@@ -29,12 +29,12 @@ from benchmarks.common import (
 )
 from benchmarks.steps import Setup, make_step, trainer_for
 from benchmarks.zoo import build
-from seg.data import VOCDataModule
+from seg.data import SegmentationDataModule
 
 COLUMNS = ["what", "workers", "samples/s", "x training consumption", "first batch s"]
 
 
-def datamodule(args, workers: int) -> VOCDataModule:
+def datamodule(args, workers: int) -> SegmentationDataModule:
     """The CamVid recipe's training data with `workers` loader workers."""
     overrides = [f"data.num_workers={workers}", f"data.batch_size={args.batch_size}"]
     overrides.append(f"data.crop_size=[{args.crop[0]},{args.crop[1]}]")
