@@ -35,7 +35,7 @@ class Setup:
     channels_last: bool = False
     device: str = "cpu"
     optimizer: str = "sgd"  # or "adamw": lr 2e-3, weight decay 1e-4 (the CamVid recipe)
-    optimizer_impl: str = "auto"  # seg.module.OPTIMIZER_IMPLS
+    optimizer_impl: str = "auto"  # seg.config.OPTIMIZER_IMPLS
 
 
 def optimizer_for(model: nn.Module, setup: Setup) -> torch.optim.Optimizer:

@@ -13,6 +13,14 @@ from seg.errors import ConfigError
 
 # model.class_weights computed from the training split's class frequencies (train.py).
 CLASS_WEIGHTINGS = ("median_frequency", "median_frequency_sqrt")
+OPTIMIZERS = ("sgd", "adamw")
+REDUCTIONS = ("mean", "sum")
+# torch's optimizer implementations: auto (torch picks: for-loop on CPU, foreach on CUDA),
+# for_loop, foreach (one kernel per op over all tensors), fused (one kernel per step).
+OPTIMIZER_IMPLS = ("auto", "for_loop", "foreach", "fused")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CHOICES = {"optimizer": OPTIMIZERS, "loss_reduction": REDUCTIONS,
+           "optimizer_impl": OPTIMIZER_IMPLS, "compile_mode": COMPILE_MODES}  # fmt: skip
 
 
 def fail(key: str, value, valid: str) -> None:
@@ -35,12 +43,11 @@ def check_model(model: dict, num_classes: int | None) -> None:
     """Names and optimisation numbers of ``model.*``."""
     from seg.losses import parse_loss
     from seg.models import BACKBONES, DECODERS
-    from seg.module import OPTIMIZERS
 
     if "loss" in model:
         parse_loss(model["loss"])  # names and weights, as ConfigError
 
-    for key, names in (("arch", DECODERS), ("backbone", BACKBONES), ("optimizer", OPTIMIZERS)):
+    for key, names in {"arch": DECODERS, "backbone": BACKBONES, **CHOICES}.items():
         if key in model and model[key] not in names:
             fail(f"model.{key}", model[key], f"choose one of {', '.join(names)}")
     if "lr" in model and not (number(model["lr"]) and model["lr"] > 0):

@@ -14,18 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric
 
+from seg.config import check_model
 from seg.evaluation import evaluate_batch
 from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from seg.losses import LossOptions, build_loss
 from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
-
-OPTIMIZERS = ("sgd", "adamw")
-REDUCTIONS = ("mean", "sum")
-# torch's optimizer implementations: auto (torch picks: for-loop on CPU, foreach on CUDA),
-# for_loop, foreach (one kernel per op over all tensors), fused (one kernel per step).
-OPTIMIZER_IMPLS = ("auto", "for_loop", "foreach", "fused")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class SegmentationModule(pl.LightningModule):
@@ -75,21 +69,13 @@ class SegmentationModule(pl.LightningModule):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"model.optimizer={optimizer!r} is unknown; choose one of {OPTIMIZERS}"
-            )
-        if loss_reduction not in REDUCTIONS:
-            raise ValueError(
-                f"model.loss_reduction={loss_reduction!r} is unknown; choose one of {REDUCTIONS}"
-            )
-        check_choice("compile_mode", compile_mode, COMPILE_MODES)
-        check_choice("optimizer_impl", optimizer_impl, OPTIMIZER_IMPLS)
-        if class_weights is not None and len(class_weights) != num_classes:
-            raise ValueError(
-                f"model.class_weights has {len(class_weights)} values but the data has "
-                f"{num_classes} classes; give one weight per class or null"
-            )
+        check_model(
+            {"arch": arch, "backbone": backbone, "optimizer": optimizer, "lr": lr,
+             "momentum": momentum, "loss": loss, "loss_reduction": loss_reduction,
+             "compile_mode": compile_mode, "optimizer_impl": optimizer_impl,
+             "eval_scale": eval_scale, "class_weights": class_weights},
+            num_classes,
+        )  # fmt: skip
         self.save_hyperparameters()
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.palette = palette or [
@@ -237,12 +223,6 @@ def poly_factor(it: int, total: float, hp) -> float:
     if it < hp.warmup_iters:
         return (it + 1) / hp.warmup_iters
     return max(0.0, 1.0 - it / total) ** hp.poly_power
-
-
-def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    """Refuse an unknown `model.<key>` value, listing the valid ones."""
-    if value not in choices:
-        raise ValueError(f"model.{key}={value!r} is unknown; choose one of {choices}")
 
 
 def optimizer_impl_kwargs(impl: str) -> dict[str, bool]:
