@@ -10,16 +10,13 @@ import logging
 import os
 from pathlib import Path
 
-os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
 
-import hydra  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from seg import report  # noqa: E402
-from seg.checkpoint.select import (  # noqa: E402
+from seg.checkpoint.select import (
     checkpoint_paths,
     inference_options,
     labels,
@@ -27,13 +24,18 @@ from seg.checkpoint.select import (  # noqa: E402
     pick_device,
     stem,
 )
-from seg.cli import expected_errors, run  # noqa: E402
+from seg.cli import expected_errors, run
 from seg.config import validate
 from seg.errors import CheckpointError
-from seg.evaluation import evaluate_batch, image_matrices, image_scores  # noqa: E402
-from seg.metrics import ConfusionMatrix  # noqa: E402
-from seg.report_html import WorstImages, write_report  # noqa: E402
-from seg.visualize import denormalise, failure_panel  # noqa: E402
+from seg.evaluation import evaluate_batch, image_matrices, image_scores
+from seg.metrics import ConfusionMatrix
+from seg.report import tables
+from seg.report.draw import denormalise, failure_panel
+from seg.report.html import WorstImages, write_report
+from seg.report.images import save_prediction
+
+# configs/paths/default.yaml resolves relative paths against the repository folder.
+os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
 
 log = logging.getLogger("seg")
 
@@ -80,10 +82,10 @@ def run_checkpoint(path: Path, label: str, cfg: DictConfig, datamodule, out_dir:
                 picture = failure_panel(image, truth, pred, names, palette, ignore)
                 worst.add(batch["id"][0], stats["mIoU"], picture)
             if cfg.save_predictions:
-                report.save_prediction(
+                save_prediction(
                     folder, cfg.split, batch["id"][0], image, truth, pred, names, palette, ignore
                 )
-    result = report.result_row(label, path, info, matrix.compute().cpu(), names)
+    result = tables.result_row(label, path, info, matrix.compute().cpu(), names)
     return result, rows, worst.items()
 
 
@@ -107,11 +109,11 @@ def evaluate_all(cfg: DictConfig, paths: list[Path], out_dir: Path) -> dict:
         raise CheckpointError(
             "no checkpoint could be evaluated:\n" + "\n".join(f["error"] for f in failures)
         )
-    print("\n" + report.write_results(out_dir, results, failures, cfg.split))
-    report.write_per_image(
+    print("\n" + tables.write_results(out_dir, results, failures, cfg.split))
+    tables.write_per_image(
         out_dir, [r for rows in per_image.values() for r in rows], datamodule.class_names
     )
-    plot = report.write_curves(out_dir, results, cfg.split)
+    plot = tables.write_curves(out_dir, results, cfg.split)
     best = max(results, key=lambda r: r["mIoU"])["checkpoint"]
     palette = [list(c) for c in datamodule.palette]
     page = write_report(

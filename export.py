@@ -14,20 +14,21 @@ import os
 import sys
 from pathlib import Path
 
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seg.checkpoint import CheckpointError
+from seg.checkpoint.select import checkpoint_paths, labels, network, stem
+from seg.cli import expected_errors, run
+from seg.config import ConfigError
+from seg.deploy.onnx import DeployGraph, card, check_parity, export_deployable
+from seg.deploy.quantize import quantize_guarded
+from seg.pretrained import push_to_hub, save_pretrained, training_config
+
+# configs/paths/default.yaml resolves relative paths against the repository folder.
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
-
-import hydra  # noqa: E402
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from seg.checkpoint import CheckpointError  # noqa: E402
-from seg.checkpoint.select import checkpoint_paths, labels, network, stem  # noqa: E402
-from seg.cli import expected_errors, run  # noqa: E402
-from seg.config import ConfigError  # noqa: E402
-from seg.deploy.onnx import DeployGraph, card, check_parity, export_deployable  # noqa: E402
-from seg.deploy.quantize import quantize_guarded  # noqa: E402
-from seg.pretrained import push_to_hub, save_pretrained, training_config  # noqa: E402
 
 EXPORTERS = {"dynamo": True, "torchscript": False}
 INPUT_DTYPES = ("uint8", "float32")

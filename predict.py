@@ -14,15 +14,16 @@ import os
 import sys
 from pathlib import Path
 
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from seg.cli import expected_errors, run
+from seg.errors import ChannelError, ConfigError, DatasetError
+
+# configs/paths/default.yaml resolves relative paths against the repository folder.
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
-
-import hydra  # noqa: E402
-import numpy as np  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from seg.cli import expected_errors, run  # noqa: E402
-from seg.errors import ChannelError, ConfigError, DatasetError  # noqa: E402
 
 IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 RUNTIMES = ("auto", "torch", "onnx")
@@ -89,12 +90,12 @@ class TorchModel:
         return self.logits(pixels).float().cpu().numpy()
 
     def save(self, folder: Path, file: Path, pixels: np.ndarray, pred: np.ndarray) -> None:
-        from seg import report
         from seg.deploy.runtime import rgb_view
+        from seg.report.images import save_mask, save_overlay
 
-        report.save_mask(folder / f"{file.stem}.png", pred, self.palette)
+        save_mask(folder / f"{file.stem}.png", pred, self.palette)
         path = folder / f"{file.stem}_overlay.jpg"
-        report.save_overlay(path, rgb_view(pixels), pred, self.class_names, self.palette)
+        save_overlay(path, rgb_view(pixels), pred, self.class_names, self.palette)
 
 
 class OnnxModel:

@@ -9,25 +9,26 @@ import os
 from contextlib import nullcontext
 from pathlib import Path
 
-os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
-import hydra  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from hydra.errors import InstantiationException  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from lightning_fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
-from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
-
-from seg import checkpoint  # noqa: E402
-from seg.cli import expected_errors, run  # noqa: E402
+from seg import checkpoint
+from seg.cli import expected_errors, run
 from seg.config import CLASS_WEIGHTINGS, validate
-from seg.data import SkippedSamples  # noqa: E402
+from seg.data import SkippedSamples
 from seg.errors import ConfigError
-from seg.tensorboard import log_hparams  # noqa: E402
-from seg.training import Budget, accumulation, parse_duration  # noqa: E402
+from seg.report.tensorboard import log_hparams
+from seg.training import Budget, accumulation, parse_duration
+
+# configs/paths/default.yaml resolves relative paths against the repository folder.
+os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
 
 log = logging.getLogger("seg")
 

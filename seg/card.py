@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from seg.report import SCORES, markdown_table, percent
+from seg.report.tables import SCORES, markdown_table, percent
 
 METRIC_TYPES = {"pixel_acc": "accuracy", "mean_acc": "mean_accuracy", "mIoU": "mean_iou",
                 "fwIoU": "frequency_weighted_iou"}  # fmt: skip

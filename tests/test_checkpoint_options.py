@@ -18,10 +18,10 @@ from PIL import Image
 
 from evaluate import evaluate
 from predict import predict
-from seg import report
 from seg.checkpoint import load_network
 from seg.errors import ChannelError
 from seg.inference import infer
+from seg.report import images as report_images
 
 VAL_IDS = ("val_0000", "val_0001")
 
@@ -112,8 +112,8 @@ def test_names_and_colours_come_from_the_checkpoint(options_run, tmp_path, monke
         overlays.append((list(class_names), [list(c) for c in colours]))
         original(path, image, pred, class_names, colours)
 
-    original = report.save_overlay
-    monkeypatch.setattr(report, "save_overlay", save_overlay)
+    original = report_images.save_overlay
+    monkeypatch.setattr(report_images, "save_overlay", save_overlay)
     images = val_images(options_run, tmp_path / "images")
     predicted(options_run, images, tmp_path / "predict")
     assert overlays == [(names, palette)] * len(VAL_IDS)

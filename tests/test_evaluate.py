@@ -14,7 +14,7 @@ from predict import predict
 from seg.data import VOC_CLASSES
 from seg.errors import CheckpointError
 from seg.models import build_model
-from seg.visualize import SWATCH
+from seg.report.draw import SWATCH
 from train import train
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -23,7 +23,7 @@ from predict import predict
 from seg.checkpoint import init_from_checkpoint, load_network
 from seg.errors import CheckpointError, HubError
 from seg.module import SegmentationModule
-from seg.report import SCORES, percent
+from seg.report.tables import SCORES, percent
 from train import train
 
 BACKBONE = "timm:mobilenetv4_conv_small"

@@ -16,9 +16,9 @@ from test_evaluate import eval_config, write_checkpoint
 
 from benchmarks.report_screenshot import check_not_blank, screenshot
 from evaluate import evaluate
-from seg.report import percent
-from seg.report_html import WorstImages
-from seg.visualize import WRONG_COLOUR, failure_panel
+from seg.report.draw import WRONG_COLOUR, failure_panel
+from seg.report.html import WorstImages
+from seg.report.tables import percent
 
 SECTIONS = {"comparison", "per-class", "confusion", "curve", "per-image", "worst"}
 

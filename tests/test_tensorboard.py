@@ -9,8 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from seg.data.voc import VOC_CLASSES, voc_colormap
-from seg.tensorboard import panel_positions
-from seg.visualize import IGNORE_COLOUR, SWATCH, legend_panel
+from seg.report.draw import IGNORE_COLOUR, SWATCH, legend_panel
+from seg.report.tensorboard import panel_positions
 from train import train
 
 

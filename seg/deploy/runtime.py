@@ -118,7 +118,7 @@ def save_mask(path: Path, pred: np.ndarray, palette: list[list[int]]) -> None:
 def save_overlay(path: Path, rgb: np.ndarray, pred: np.ndarray, names: list, palette) -> None:
     """Colours blended over the image with a legend of the predicted classes (torch-free).
 
-    seg.visualize draws the same picture but imports torch at module level.
+    seg.report.draw draws the same picture but imports torch at module level.
     """
     blend = (0.5 * rgb.astype(np.float32) + 0.5 * colourise(pred, palette)).round()
     found = [int(c) for c in np.unique(pred) if c < len(names)]

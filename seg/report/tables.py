@@ -13,19 +13,10 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from torch import Tensor
 
 from seg.metrics import scores
-from seg.visualize import (
-    class_legend,
-    colourise,
-    legend_panel,
-    overlay,
-    present_classes,
-    with_legend,
-)
+from seg.report.figures import plot_curves
 
 SCORES = {"pixel_acc": "pixel acc.", "mean_acc": "mean acc.", "mIoU": "mean IU", "fwIoU": "f.w. IU"}
 FACTS = ("checkpoint", "arch", "backbone", "epoch", "step")
@@ -59,10 +50,14 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(results: list[dict]) -> str:
+def comparison(results: list[dict]) -> tuple[list[str], list[list]]:
     """One row per checkpoint: checkpoint, arch, backbone, epoch, step and the four scores."""
     rows = [[r[k] for k in FACTS] + [percent(r[k]) for k in SCORES] for r in results]
-    return markdown_table(list(FACTS) + list(SCORES.values()), rows)
+    return list(FACTS) + list(SCORES.values()), rows
+
+
+def comparison_table(results: list[dict]) -> str:
+    return markdown_table(*comparison(results))
 
 
 def class_table(results: list[dict]) -> str:
@@ -139,68 +134,3 @@ def write_curves(out_dir: Path, results: list[dict], split: str) -> Path | None:
     with SummaryWriter(out_dir / "tensorboard") as writer:
         writer.add_figure(f"{split}/mIoU_vs_step", figure)
     return out_dir / "mIoU_vs_step.png"
-
-
-def plot_curves(runs: dict[str, list[tuple[int, float]]], split: str):
-    """A matplotlib figure of mIoU (%) against training step, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run, points in runs.items():
-        steps, values = zip(*points, strict=True)
-        ax.plot(steps, [100 * v for v in values], marker="o", label=run)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"{split} mean IU (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def save_mask(path: Path, pred: np.ndarray, palette: list[list[int]]) -> None:
-    """Class indices ``(H, W)`` as a palette PNG: pixel values are the classes (VOC layout)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    png = Image.fromarray(pred.astype(np.uint8), mode="P")
-    flat = [c for colour in palette for c in colour][:768]
-    png.putpalette(flat + [0] * (768 - len(flat)))
-    png.save(path)
-
-
-def save_jpeg(path: Path, picture: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path, quality=90)
-
-
-def save_prediction(
-    folder: Path,
-    split: str,
-    image_id: str,
-    image: np.ndarray,
-    truth: np.ndarray,
-    pred: np.ndarray,
-    class_names: list[str],
-    palette: list[list[int]],
-    ignore_index: int = 255,
-) -> None:
-    """The mask in the VOC results layout and an image | truth | prediction panel under folder.
-
-    The panel carries the legend of the classes present in the truth or the prediction.
-    """
-    results = folder / "results/VOC2012/Segmentation" / f"comp6_{Path(split).stem}_cls"
-    save_mask(results / f"{image_id}.png", pred, palette)
-    picture = legend_panel(image, truth, pred, class_names, palette, ignore_index)
-    save_jpeg(folder / "panels" / f"{image_id}.jpg", picture)
-
-
-def save_overlay(
-    path: Path, image: np.ndarray, pred: np.ndarray, class_names: list[str], palette: list
-) -> None:
-    """The prediction's colours blended over the image, with the legend of predicted classes."""
-    blend = overlay(image, colourise(pred, palette))
-    classes = present_classes(pred, num_classes=len(class_names))
-    save_jpeg(path, with_legend(blend, class_legend(classes, class_names, palette, blend.shape[1])))

@@ -17,9 +17,9 @@ import torch
 from jinja2 import Environment
 from PIL import Image
 
-from seg.report import FACTS, SCORES, curves, percent, plot_curves
-from seg.report_template import PAGE
-from seg.visualize import confusion_figure
+from seg.report.figures import confusion_figure, iou_bars, plot_curves, pyplot
+from seg.report.tables import comparison, curves, percent
+from seg.report.template import PAGE
 
 
 class WorstImages:
@@ -66,42 +66,17 @@ def data_uri(data: bytes, kind: str) -> str:
 
 def figure_uri(figure) -> str:
     """A matplotlib figure as a PNG data URI (the figure is closed)."""
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=figure.dpi)
     plt.close(figure)
     return data_uri(buffer.getvalue(), "png")
 
 
-def iou_bars(results: list[dict]):
-    """Per-class IU (%) as horizontal bars, one colour per checkpoint, classes top to bottom."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results[0]["iou"])
-    height = 1 / (len(results) + 0.5)
-    fig, ax = plt.subplots(figsize=(5, 0.8 + 0.3 * len(names) * max(1, len(results) / 2)), dpi=90)
-    for i, r in enumerate(results):
-        values = [100 * (r["iou"][n] or 0) for n in names]
-        ax.barh(np.arange(len(names)) + i * height, values, height, label=r["checkpoint"])
-    ax.set_yticks(np.arange(len(names)) + height * (len(results) - 1) / 2, names)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 100)
-    ax.set_xlabel("IU (%)")
-    ax.grid(axis="x", alpha=0.3)
-    if len(results) > 1:
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
-def comparison(results: list[dict]) -> dict:
-    """The comparison table's header and rows, formatted as tables.md formats them."""
-    rows = [[r[k] for k in FACTS] + [percent(r[k]) for k in SCORES] for r in results]
-    return {"header": list(FACTS) + list(SCORES.values()), "rows": rows}
+def comparison_rows(results: list[dict]) -> dict:
+    """The comparison table's header and rows, as tables.md has them."""
+    header, rows = comparison(results)
+    return {"header": header, "rows": rows}
 
 
 def render(
@@ -125,7 +100,7 @@ def render(
         images=len(per_image),
         created=time.strftime("%Y-%m-%d %H:%M"),
         pct=percent,
-        comparison=comparison(results),
+        comparison=comparison_rows(results),
         class_names=names,
         colours=["#{:02x}{:02x}{:02x}".format(*palette[i]) for i in range(len(names))],
         bars=figure_uri(iou_bars(results)),

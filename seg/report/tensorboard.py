@@ -11,7 +11,8 @@ import numpy as np
 import pytorch_lightning as pl
 from torch import Tensor
 
-from seg.visualize import confusion_figure, denormalise, legend_panel
+from seg.report.draw import denormalise, legend_panel
+from seg.report.figures import confusion_figure
 
 
 def panel_positions(size: int, count: int) -> list[int]:
