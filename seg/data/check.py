@@ -1,7 +1,5 @@
-"""Training callbacks of this program; the checkpoint lifecycle's own are in ``seg.checkpoint``.
-
-``DataCheck`` reads every training and validation sample once before the first step, so a bad
-file stops the run at once with its dataset error rather than hours later.
+"""``DataCheck``: every training and validation sample is read once before the first step, so a
+bad file stops the run at once with its dataset error rather than hours later.
 """
 
 import logging
