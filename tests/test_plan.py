@@ -204,7 +204,7 @@ def test_written_experiment_composes_and_builds(tmp_path, monkeypatch, capsys):
     overrides = ["experiment=grey", f"hydra.searchpath=[file://{configs}]",
                  "data.num_workers=0", "data.persistent_workers=false"]  # fmt: skip
     cfg = compose("train", overrides, tmp_path / "out")
-    assert cfg.model.backbone == "resnet18" and cfg.model.arch == "fcn8s"
+    assert cfg.model.backbone == "mobilenet_v3_large" and cfg.model.arch == "fcn8s"
     assert cfg.trainer.budget == "2m" and cfg.model.warmup_iters >= 10
     from hydra.utils import instantiate
 
@@ -265,8 +265,8 @@ def camvid_like() -> Fingerprint:
 @pytest.mark.parametrize(
     ("resnet_288x384", "backbone", "crop"),
     [
-        (1.4, "resnet18", [288, 384]),
-        (3.4, "resnet18", [160, 192]),
+        (1.4, "mobilenet_v3_large", [288, 384]),
+        (3.4, "mobilenet_v3_large", [192, 288]),
         (8.0, "mobilenet_v3_large", [160, 192]),
     ],  # fmt: skip
 )
