@@ -101,7 +101,7 @@ def test_the_site_builds_strictly(tmp_path):
     concepts = (tmp_path / "site" / "concepts" / "index.html").read_text()
     assert "bilinear_kernel" in concepts
     recipes = (tmp_path / "site" / "recipes" / "index.html").read_text()
-    assert "results:" not in recipes and "recipe@42" in recipes  # the cv marker was replaced
+    assert "results:" not in recipes and "resnet18@42" in recipes  # the cv marker was replaced
 
 
 def test_concepts_examples_run():
