@@ -19,8 +19,8 @@ CROP_SHARE = 0.8  # of the (scaled) image side: CamVid's 288x384 of 360x480
 MAX_CROP = 512  # px per side on a CPU
 MIN_EPOCHS = 8  # the CamVid recipe's 20 minutes on a Zen 3 CPU in fp32: about 9 epochs
 VAL_SHARE = 0.1  # of the budget spent validating
-# preferred first: at equal minutes MobileNetV3-Large beat ResNet-18 on every held-out CamVid
-# street (docs/recipes.md, benchmarks/results/cv.md)
+# preferred first: every MobileNetV3-Large row beat every ResNet-18 row of the CamVid
+# cross-validation on held-out streets (docs/recipes.md, benchmarks/results/cv.md)
 BACKBONES = ("mobilenet_v3_large", "resnet18")
 BATCH = 4  # the CamVid recipe (benchmarks/results/recipe.md, +batch4)
 OHEM_SHARE = 0.226  # ohem_min_kept per batch pixel: the recipe's 100,000 of 4 x 288 x 384
