@@ -25,7 +25,7 @@ from seg.config import CLASS_WEIGHTINGS, validate
 from seg.data import SkippedSamples
 from seg.errors import ConfigError
 from seg.report.tensorboard import log_hparams
-from seg.training import Budget, accumulation, parse_duration
+from seg.training import Budget, accumulation, cpu_has_bf16, parse_duration
 
 # configs/paths/default.yaml resolves relative paths against the repository folder.
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
@@ -105,15 +105,6 @@ def auto_mixed_precision(accelerator: str) -> str:
     if accelerator == "auto" and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether /proc/cpuinfo lists native bf16 arithmetic (avx512_bf16 or amx_bf16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build_trainer(cfg: DictConfig) -> pl.Trainer:

@@ -63,7 +63,7 @@ def openvino_step(path: Path, threads: int):
 
 def contenders(ckpt: Path, folder: Path, train: list, sample: np.ndarray, threads: int):
     """name -> step (image -> classes) or the reason it is skipped."""
-    from train import cpu_has_bf16
+    from seg.training import cpu_has_bf16
 
     model, info = load_network(ckpt)
     graph = DeployGraph(model, info["mean"], info["std"], flip=False, probabilities=False)

@@ -34,6 +34,16 @@ def parse_duration(text: str | int | float) -> float:
     return float(match.group(1)) * UNITS[match.group(2) or "s"]
 
 
+def cpu_has_bf16() -> bool:
+    """Whether /proc/cpuinfo lists native bf16 arithmetic (avx512_bf16 or amx_bf16): where it
+    does not, bf16 autocast is emulated and slower than fp32 (precision auto-mixed, the plan)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def accumulation(effective: int, batch_size: int, devices: int, nodes: int = 1) -> int:
     """Batches to accumulate so that each optimiser step sees ``effective`` samples."""
     per_step = batch_size * devices * nodes

@@ -77,9 +77,11 @@ def test_trainer_gpu_sets_what_a_gpu_user_expects(tmp_path, monkeypatch):
 def test_cpu_bf16_is_read_from_the_cpus_flags(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    real = train_script.Path
+    import seg.training
+
+    real = seg.training.Path
     monkeypatch.setattr(
-        train_script, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real(p)
+        seg.training, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real(p)
     )
     assert train_script.cpu_has_bf16()
     cpuinfo.write_text("flags\t\t: fpu avx2 fma\n")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from seg.models import build_model
+from seg.training import cpu_has_bf16
 
 STEPS = 2
 ARCH = "fcn8s"
@@ -42,15 +43,6 @@ class Timing:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether /proc/cpuinfo lists native bf16 arithmetic (as train.py's auto-mixed reads it)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def precision(device: str) -> str:
