@@ -89,14 +89,6 @@ class TorchModel:
     def scores(self, pixels: np.ndarray) -> np.ndarray:
         return self.logits(pixels).float().cpu().numpy()
 
-    def save(self, folder: Path, file: Path, pixels: np.ndarray, pred: np.ndarray) -> None:
-        from seg.deploy.runtime import rgb_view
-        from seg.report.images import save_mask, save_overlay
-
-        save_mask(folder / f"{file.stem}.png", pred, self.palette)
-        path = folder / f"{file.stem}_overlay.jpg"
-        save_overlay(path, rgb_view(pixels), pred, self.class_names, self.palette)
-
 
 class OnnxModel:
     """A model exported by export.py, run with onnxruntime: no torch."""
@@ -119,12 +111,15 @@ class OnnxModel:
     def scores(self, pixels: np.ndarray) -> np.ndarray:
         return self.deployed.probabilities(pixels)
 
-    def save(self, folder: Path, file: Path, pixels: np.ndarray, pred: np.ndarray) -> None:
-        from seg.deploy.runtime import rgb_view, save_mask, save_overlay
 
-        save_mask(folder / f"{file.stem}.png", pred, self.palette)
-        path = folder / f"{file.stem}_overlay.jpg"
-        save_overlay(path, rgb_view(pixels), pred, self.class_names, self.palette)
+def save(folder: Path, file: Path, pixels: np.ndarray, pred: np.ndarray, model) -> None:
+    """The class-index PNG and the overlay with its legend (numpy and PIL: no torch)."""
+    from seg.deploy.runtime import rgb_view
+    from seg.report.images import save_mask, save_overlay
+
+    save_mask(folder / f"{file.stem}.png", pred, model.palette)
+    path = folder / f"{file.stem}_overlay.jpg"
+    save_overlay(path, rgb_view(pixels), pred, model.class_names, model.palette)
 
 
 def load_model(cfg: DictConfig):
@@ -161,7 +156,7 @@ def predict_one(cfg: DictConfig, model, file: Path, folder: Path) -> str:
         return str(target)
     pixels = model.read(file)
     pred = model.classes(pixels, str(file))
-    model.save(folder, file, pixels, pred)
+    save(folder, file, pixels, pred, model)
     return str(folder / f"{file.stem}.png")
 
 

@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from seg.errors import SegError
+from seg.errors import Interrupted, SegError
 
 EXIT_EXPECTED = 2
 DEBUG_VARIABLE = "HYDRA_FULL_ERROR"
@@ -62,8 +62,6 @@ def expected_errors(main: Callable) -> Callable:
         try:
             return main(*args, **kwargs)
         except Exception as error:
-            from seg.checkpoint.interrupt import Interrupted
-
             sys.stdout.flush()
             if isinstance(error, Interrupted):
                 print(f"{error}. Resume with:\n  {resume_command(error.path)}", file=sys.stderr)

@@ -2,8 +2,12 @@
 
 The programs catch ``SegError`` (seg/cli.py) and print its message as one paragraph, exit status
 2, no traceback. Each message names the file or key, the value and what to do; an unknown value
-lists the valid ones. Errors raised while a run is going (a diverged loss) are not here.
+lists the valid ones. Errors raised while a run is going (a diverged loss) are not here, but
+``Interrupted`` is: the programs catch it too, without importing the training code.
 """
+
+import signal
+from pathlib import Path
 
 
 class SegError(ValueError):
@@ -92,3 +96,16 @@ class AmbiguousDataError(DatasetError):
 
 class DownloadError(DatasetError):
     """A dataset download failed (offline, moved URL, corrupt archive)."""
+
+
+class Interrupted(Exception):  # not a SegError: the run stopped as asked, nothing to fix
+    """Training stopped on a signal; ``path`` holds the state to resume from."""
+
+    def __init__(self, signum: int, step: int, path: Path) -> None:
+        self.signum, self.step, self.path = signum, step, path
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} after step {step}; the run so far is in {path}")
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum

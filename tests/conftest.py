@@ -19,6 +19,17 @@ SHIPPED_VOC = REPO / "data" / "VOCdevkit" / "VOC2012"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``-n``) each worker, and every program it starts, computes on one
+    core: workers with torch's default of one thread per core would fight over the same cores,
+    and a resumed run matches its subprocess bit for bit only with the same thread count."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def shared_data(name: str) -> Path:
     """Path to a dataset in ../shared/data; skip without it, but fail under CI=true."""
     path = SHARED_DATA / name

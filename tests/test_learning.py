@@ -9,6 +9,7 @@ from train import train
 # (benchmarks/results/cv.md, fp32, AMD EPYC Zen 3); the floor leaves room for other CPUs' kernels
 # and thread counts. A per-pixel class prior scores about 0.18 on CamVid.
 HOLDOUT_FLOOR = 0.25
+CLASS_FREQUENCY_ENTROPY = 1.76
 CAMVID_FAST = [
     "model.weights=null",
     "trainer.enable_model_summary=false",
@@ -27,18 +28,24 @@ def _losses(out) -> list[float]:
 
 
 def test_training_loss_falls_on_camvid(tmp_path):
-    """60 steps of the CamVid recipe at low resolution: the loss falls by at least 35 %."""
+    """40 steps at low resolution on real CamVid: the loss falls by at least 35 % and ends below
+    what knowing only the class frequencies can reach.
+
+    The tiny backbone keeps this in the default suite (about 15 s); the slow tests below train the
+    recipe's own networks for minutes. Seeds 42, 7 and 1 fell to 0.53, 0.52 and 0.51 of the first
+    loss, ending at 0.99, 1.00 and 0.96 (AMD EPYC Zen 3).
+    """
     root = shared_data("camvid")
     cfg = compose(
         "train",
         [
-            "experiment=camvid_baseline",  # the first recipe: batch 8 at 2/3 scale, cheaper
+            "experiment=camvid_baseline",
             *CAMVID_FAST,
             f"data.root={root}",
+            "model.backbone=tiny",
             "data.base_size=120",
             "data.crop_size=[112,144]",
-            "model.eval_scale=0.3333",
-            "trainer.max_steps=60",
+            "trainer.max_steps=40",
             "trainer.max_epochs=-1",
             "trainer.limit_val_batches=0",
         ],
@@ -48,6 +55,9 @@ def test_training_loss_falls_on_camvid(tmp_path):
     losses = _losses(tmp_path)
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.65 * first, (first, last)
+    # Predicting CamVid's class frequencies everywhere costs their entropy, 1.76 nats (frequencies
+    # from ../shared/data/README.md, void left out): below it, the network reads the image.
+    assert last < 0.8 * CLASS_FREQUENCY_ENTROPY, (first, last)
 
 
 @pytest.mark.slow

@@ -180,33 +180,57 @@ SIGNALS = {
 }
 
 
-def signal_then_resume(name: str, workers: int, whole_runs, tmp_path: Path) -> None:
-    root, expected, whole_last = whole_runs(workers, "steps")
-    stage, step, status, saved_step = SIGNALS[name]
+def start_signalled(name: str, workers: int, root: Path, out: Path) -> subprocess.Popen:
+    """A real ``train.py`` in its own process group that sends itself ``name`` at its step."""
+    stage, step, _, _ = SIGNALS[name]
     signum = getattr(signal, name.split("-")[0])
-    common = options(root, workers, "steps")
     hook = ["+callbacks.signal._target_=test_resume_boundaries.Signal",
             f"+callbacks.signal.stage={stage}", f"+callbacks.signal.step={step}",
             f"+callbacks.signal.signum={int(signum)}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
-    command = [sys.executable, "train.py", *common, *hook, f"hydra.run.dir={tmp_path}"]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          start_new_session=True)  # its own process group  # fmt: skip
-    assert done.returncode == status, done.stderr[-3000:]
-    last = tmp_path / "checkpoints" / "last.ckpt"
-    if signum != signal.SIGKILL:
-        assert "Traceback" not in done.stderr
-        assert "Resume with:\n  python train.py " in done.stderr
-        assert done.stderr.rstrip().endswith(f"ckpt_path={last}")
+    command = [sys.executable, "train.py", *options(root, workers, "steps"), *hook,
+               f"hydra.run.dir={out}"]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "stderr.txt", "w") as stderr:  # a file: no pipe to fill while it runs
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=stderr, start_new_session=True)  # fmt: skip
+
+
+def resume_signalled(name: str, workers: int, run: subprocess.Popen, whole_runs, out: Path):
+    """The signalled run stopped as SIGNALS says, and its resume ends as the whole run did."""
+    root, expected, whole_last = whole_runs(workers, "steps")
+    _, _, status, saved_step = SIGNALS[name]
+    returncode, stderr = run.wait(timeout=300), (out / "stderr.txt").read_text()
+    assert returncode == status, stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    if name != "SIGKILL":
+        assert "Traceback" not in stderr
+        assert "Resume with:\n  python train.py " in stderr
+        assert stderr.rstrip().endswith(f"ckpt_path={last}")
     assert read_checkpoint(last)["global_step"] == saved_step
-    resumed = train(compose("train", [*common, f"ckpt_path={last}"], tmp_path))
+    common = options(root, workers, "steps")
+    resumed = train(compose("train", [*common, f"ckpt_path={last}"], out))
     assert resumed["val/mIoU"] == expected["val/mIoU"]
     assert_same_state(whole_last, read_checkpoint(last))
 
 
+@pytest.fixture(scope="module")
+def signalled(whole_runs, tmp_path_factory) -> dict:
+    """The four signalled runs (loader in the main process), started together: each is mostly
+    Python starting up, so together they take little more than one."""
+    root = whole_runs(0, "steps")[0]
+    outs = {name: tmp_path_factory.mktemp("signalled") for name in SIGNALS}
+    runs = {name: (start_signalled(name, 0, root, out), out) for name, out in outs.items()}
+    yield runs
+    for run, _ in runs.values():
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+
+
 @pytest.mark.parametrize("name", SIGNALS)
-def test_a_signal_stops_cleanly_and_the_resume_is_exact(name, whole_runs, tmp_path):
-    signal_then_resume(name, 0, whole_runs, tmp_path)
+def test_a_signal_stops_cleanly_and_the_resume_is_exact(name, signalled, whole_runs):
+    run, out = signalled[name]
+    resume_signalled(name, 0, run, whole_runs, out)
 
 
 @pytest.mark.slow  # worker processes start for every run
@@ -214,4 +238,5 @@ def test_a_signal_stops_cleanly_and_the_resume_is_exact(name, whole_runs, tmp_pa
 def test_a_signal_stops_cleanly_and_the_resume_is_exact_with_two_workers(
     name, whole_runs, tmp_path
 ):
-    signal_then_resume(name, 2, whole_runs, tmp_path)
+    root = whole_runs(2, "steps")[0]
+    resume_signalled(name, 2, start_signalled(name, 2, root, tmp_path), whole_runs, tmp_path)

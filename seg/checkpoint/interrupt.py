@@ -15,21 +15,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from seg.checkpoint.write import LastCheckpoint
+from seg.errors import Interrupted
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(Exception):
-    """Training stopped on a signal; ``path`` holds the state to resume from."""
-
-    def __init__(self, signum: int, step: int, path: Path) -> None:
-        self.signum, self.step, self.path = signum, step, path
-        name = signal.Signals(signum).name
-        super().__init__(f"stopped by {name} after step {step}; the run so far is in {path}")
-
-    @property
-    def exit_status(self) -> int:
-        return 128 + self.signum
 
 
 class GracefulStop(pl.Callback):

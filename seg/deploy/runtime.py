@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from seg.errors import ChannelError, CheckpointError, ImageReadError
 
@@ -96,45 +96,6 @@ class DeployedModel:
                 f"probabilities=true`"
             )
         return self.run(pixels, ["probabilities"], name)[0][0]
-
-
-def colourise(pred: np.ndarray, palette: list[list[int]]) -> np.ndarray:
-    """Class indices ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 (255, nodata, in VOC's void colour)."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(palette)] = np.asarray(palette, np.uint8)[:256]
-    lut[255] = (224, 224, 192)
-    return lut[pred]
-
-
-def save_mask(path: Path, pred: np.ndarray, palette: list[list[int]]) -> None:
-    """Class indices ``(H, W)`` as a palette PNG, as seg.report.save_mask writes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    png = Image.fromarray(pred.astype(np.uint8), mode="P")
-    flat = [c for colour in palette for c in colour][:768]
-    png.putpalette(flat + [0] * (768 - len(flat)))
-    png.save(path)
-
-
-def save_overlay(path: Path, rgb: np.ndarray, pred: np.ndarray, names: list, palette) -> None:
-    """Colours blended over the image with a legend of the predicted classes (torch-free).
-
-    seg.report.draw draws the same picture but imports torch at module level.
-    """
-    blend = (0.5 * rgb.astype(np.float32) + 0.5 * colourise(pred, palette)).round()
-    found = [int(c) for c in np.unique(pred) if c < len(names)]
-    width = blend.shape[1]
-    font = ImageFont.load_default(size=13)
-    strip = Image.new("RGB", (width, 26 * max(1, -(-len(found) * 140 // max(width, 1)))), "white")
-    draw, x, y = ImageDraw.Draw(strip), 6, 6
-    for c in found:
-        if x + 140 > width and x > 6:
-            x, y = 6, y + 26
-        draw.rectangle([x, y, x + 13, y + 13], fill=tuple(int(v) for v in palette[c]))
-        draw.text((x + 20, y + 7), names[c], fill=(20, 20, 20), font=font, anchor="lm")
-        x += 140
-    path.parent.mkdir(parents=True, exist_ok=True)
-    picture = np.concatenate([blend.astype(np.uint8), np.asarray(strip)], axis=0)
-    Image.fromarray(picture).save(path, quality=90)
 
 
 def rgb_view(pixels: np.ndarray) -> np.ndarray:

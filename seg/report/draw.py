@@ -1,33 +1,45 @@
-"""Palette colouring, side-by-side panels with class legends, error maps, confusion figures."""
+"""Palette colouring, side-by-side panels with class legends, error maps and overlays.
+
+numpy and PIL only: predict's onnxruntime path draws with these functions and never imports
+torch. Masks and images may be torch tensors all the same (``as_array``).
+"""
+
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageFont
-from torch import Tensor
+
+ArrayLike = Any  # a numpy array or a torch tensor: as_array reads both, importing no torch
 
 IGNORE_COLOUR = (224, 224, 192)  # the colour VOC's own palette gives the 255 void label
 WRONG_COLOUR = (230, 30, 30)
 SWATCH, FONT_SIZE, PAD = 14, 13, 6
 
 
-def colourise(
-    mask: Tensor | np.ndarray, palette: list[list[int]], ignore_index: int = 255
-) -> np.ndarray:
+def as_array(values: ArrayLike) -> np.ndarray:
+    """A numpy array of ``values``: tensors are detached and moved to the CPU."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu()
+        values = (values.float() if values.dtype.is_floating_point else values).numpy()
+    return np.asarray(values)
+
+
+def colourise(mask: ArrayLike, palette: list[list[int]], ignore_index: int = 255) -> np.ndarray:
     """Class indices ``(H, W)`` -> RGB ``(H, W, 3)`` uint8 in the dataset palette."""
-    mask = torch.as_tensor(mask).cpu().numpy()
+    mask = as_array(mask)
     lut = np.zeros((256, 3), np.uint8)
     lut[: len(palette)] = np.asarray(palette, np.uint8)[:256]
     lut[ignore_index] = IGNORE_COLOUR
     return lut[mask.clip(0, 255).astype(np.uint8)]
 
 
-def denormalise(image: Tensor, mean: list[float], std: list[float]) -> np.ndarray:
+def denormalise(image: ArrayLike, mean: list[float], std: list[float]) -> np.ndarray:
     """A normalised ``(C, H, W)`` tensor -> RGB ``(H, W, 3)`` uint8 (bands 1-3, or grey)."""
-    mean_t = torch.tensor(mean, device=image.device).view(-1, 1, 1)
-    std_t = torch.tensor(std, device=image.device).view(-1, 1, 1)
-    rgb = (image.float() * std_t + mean_t).clamp(0, 1) * 255
-    rgb = rgb[:3] if rgb.shape[0] >= 3 else rgb[:1].expand(3, -1, -1)
-    return rgb.round().byte().permute(1, 2, 0).cpu().numpy()
+    mean_a = np.asarray(mean, np.float32).reshape(-1, 1, 1)
+    std_a = np.asarray(std, np.float32).reshape(-1, 1, 1)
+    rgb = np.clip(as_array(image).astype(np.float32) * std_a + mean_a, 0, 1) * 255
+    rgb = rgb[:3] if rgb.shape[0] >= 3 else np.repeat(rgb[:1], 3, axis=0)
+    return np.rint(rgb).astype(np.uint8).transpose(1, 2, 0)
 
 
 def panel(parts: list[np.ndarray], gap: int = 4) -> np.ndarray:
@@ -50,7 +62,7 @@ def error_map(
     image: np.ndarray, truth: np.ndarray, pred: np.ndarray, ignore_index: int = 255
 ) -> np.ndarray:
     """Wrong pixels in red over a dimmed grey image; ignored pixels in the void colour."""
-    truth, pred = torch.as_tensor(truth).cpu().numpy(), torch.as_tensor(pred).cpu().numpy()
+    truth, pred = as_array(truth), as_array(pred)
     grey = image.astype(np.float32).mean(axis=2, keepdims=True) * 0.5 + 64  # (H, W, 1)
     out = np.repeat(grey, 3, axis=2).round().astype(np.uint8)
     out[(pred != truth) & (truth != ignore_index)] = WRONG_COLOUR
@@ -58,9 +70,9 @@ def error_map(
     return out
 
 
-def present_classes(*masks: Tensor | np.ndarray, num_classes: int) -> list[int]:
+def present_classes(*masks: ArrayLike, num_classes: int) -> list[int]:
     """The class indices (below ``num_classes``) occurring in any of ``masks``, sorted."""
-    values = np.unique(np.concatenate([torch.as_tensor(m).cpu().numpy().ravel() for m in masks]))
+    values = np.unique(np.concatenate([as_array(m).ravel() for m in masks]))
     return [int(v) for v in values if v < num_classes]
 
 
@@ -107,8 +119,8 @@ def with_legend(picture: np.ndarray, strip: np.ndarray) -> np.ndarray:
 
 def legend_panel(
     image: np.ndarray,
-    truth: Tensor | np.ndarray | None,
-    pred: Tensor | np.ndarray,
+    truth: ArrayLike | None,
+    pred: ArrayLike,
     class_names: list[str],
     palette: list[list[int]],
     ignore_index: int = 255,
@@ -119,21 +131,21 @@ def legend_panel(
     coloured = [colourise(m, palette, ignore_index) for m in masks]
     row = panel([image, *coloured])
     items = [(class_names[i], tuple(palette[i])) for i in classes]
-    if truth is not None and (torch.as_tensor(truth) == ignore_index).any():
+    if truth is not None and (as_array(truth) == ignore_index).any():
         items.append(("ignored", IGNORE_COLOUR))
     return with_legend(row, legend(items, row.shape[1]))
 
 
 def failure_panel(
     image: np.ndarray,
-    truth: Tensor | np.ndarray,
-    pred: Tensor | np.ndarray,
+    truth: ArrayLike,
+    pred: ArrayLike,
     class_names: list[str],
     palette: list[list[int]],
     ignore_index: int = 255,
 ) -> np.ndarray:
     """image | ground truth | prediction | error map, with the legend of classes and errors."""
-    truth, pred = torch.as_tensor(truth).cpu().numpy(), torch.as_tensor(pred).cpu().numpy()
+    truth, pred = as_array(truth), as_array(pred)
     classes = present_classes(truth, pred, num_classes=len(class_names))
     parts = [colourise(m, palette, ignore_index) for m in (truth, pred)]
     row = panel([image, *parts, error_map(image, truth, pred)])
