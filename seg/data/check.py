@@ -1,5 +1,7 @@
-"""``DataCheck``: every training and validation sample is read once before the first step, so a
-bad file stops the run at once with its dataset error rather than hours later.
+"""Data health during a run: ``DataCheck`` reads every training and validation sample once before
+the first step, so a bad file stops the run at once with its dataset error rather than hours
+later; ``SkippedSamples`` counts the samples that fail in the middle of a run and stops it past
+``data.max_bad_samples``.
 """
 
 import logging
@@ -9,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytorch_lightning as pl
+
+from seg.errors import DatasetError
 
 log = logging.getLogger("seg")
 
@@ -41,3 +45,26 @@ class DataCheck(pl.Callback):
 
 def discard(read, index: int) -> None:
     read(index)
+
+
+class SkippedSamples(pl.Callback):
+    """Count the training samples skipped as unreadable; stop past ``data.max_bad_samples``.
+
+    Every skipped file is logged as it happens; the run stops (a ``DatasetError`` naming the
+    files, after the last checkpoint) once more than ``max_bad_samples`` different ones failed.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, None] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        for message in batch.get("skipped") or []:
+            if message:
+                self.skipped[message] = None
+        allowed = getattr(trainer.datamodule, "max_bad_samples", 10)
+        if len(self.skipped) > allowed:
+            raise DatasetError(
+                f"{len(self.skipped)} training samples could not be read, more than "
+                f"data.max_bad_samples={allowed}; fix or remove them, then resume from the last "
+                f"checkpoint. The first: " + "; ".join(list(self.skipped)[:3])
+            )

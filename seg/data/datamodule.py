@@ -14,18 +14,14 @@ same batches and augmentations.
 """
 
 import os
-import signal
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
-from lightning_fabric.utilities.seed import pl_worker_init_function
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
@@ -43,7 +39,7 @@ from seg.data.layouts import (
     folder_text,
 )
 from seg.data.reading import mask_palette
-from seg.data.sampler import SeededSampler
+from seg.data.sampler import SeededSampler, worker_init, world
 from seg.data.sbd import check_disjoint, split_samples, uses_sbd
 from seg.data.transforms import eval_transform, pad_collate, train_transform
 from seg.data.voc import VOC_CLASSES, voc_colormap
@@ -54,26 +50,6 @@ from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 LAYOUTS = ("voc", "folder", "auto")
-
-
-def worker_init(worker_id: int) -> None:
-    """No OpenCV/torch threads per worker; Lightning's per-worker seeding; no Ctrl+C.
-
-    Ctrl+C reaches every process of the terminal's group: the main process stops at the step's
-    end (seg/checkpoint/interrupt.py) and needs its workers until then. SIGTERM keeps its
-    default: the loader ends workers that do not stop with it.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    cv2.setNumThreads(0)  # workers are the parallelism: avoid workers x cores threads
-    torch.set_num_threads(1)
-    pl_worker_init_function(worker_id)  # keeps seed_everything(workers=True) reproducible
-
-
-def world() -> tuple[int, int]:
-    """(world size, rank) of the initialised process group, else (1, 0)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -308,26 +284,3 @@ class SegmentationDataModule(pl.LightningDataModule):
         check_files(samples[:1])
         own = mask_palette(samples[0].mask) or []
         return (own + colours[len(own) :])[: self.num_classes]
-
-
-class SkippedSamples(pl.Callback):
-    """Count the training samples skipped as unreadable; stop past ``data.max_bad_samples``.
-
-    Every skipped file is logged as it happens; the run stops (a ``DatasetError`` naming the
-    files, after the last checkpoint) once more than ``max_bad_samples`` different ones failed.
-    """
-
-    def __init__(self) -> None:
-        self.skipped: dict[str, None] = {}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        for message in batch.get("skipped") or []:
-            if message:
-                self.skipped[message] = None
-        allowed = getattr(trainer.datamodule, "max_bad_samples", 10)
-        if len(self.skipped) > allowed:
-            raise DatasetError(
-                f"{len(self.skipped)} training samples could not be read, more than "
-                f"data.max_bad_samples={allowed}; fix or remove them, then resume from the last "
-                f"checkpoint. The first: " + "; ".join(list(self.skipped)[:3])
-            )

@@ -12,16 +12,15 @@ counts them and stops past ``data.max_bad_samples``.
 
 import logging
 
-
 import albumentations as A
 import numpy as np
 from torch.utils.data import Dataset
 
 from seg.data.encodings import MaskDecoder
-from seg.errors import DatasetError, MaskSizeError
 from seg.data.layouts import Sample
 from seg.data.reading import read_image, read_mask
 from seg.data.transforms import eval_transform
+from seg.errors import DatasetError, MaskSizeError
 
 log = logging.getLogger("seg")
 

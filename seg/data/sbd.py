@@ -16,8 +16,8 @@ SBD (Hariharan et al., ICCV 2011, http://home.bharathh.info/pubs/codes/SBD/downl
 
 from pathlib import Path
 
-from seg.errors import DatasetError, RootNotFoundError, SplitError, SplitOverlapError
 from seg.data.layouts import Sample, split_ids
+from seg.errors import DatasetError, RootNotFoundError, SplitError, SplitOverlapError
 
 SPLIT_DIR = "ImageSets/Segmentation"
 SBD_SPLITS = {"sbd_train": "train", "sbd_val": "val"}  # split name -> SBD's own split file
