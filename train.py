@@ -16,7 +16,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from seg import checkpoint
@@ -24,7 +23,7 @@ from seg.cli import expected_errors, run
 from seg.config import CLASS_WEIGHTINGS, validate
 from seg.data import SkippedSamples
 from seg.errors import ConfigError
-from seg.report.tensorboard import log_hparams
+from seg.report.finish import RunSummary, best_checkpoint
 from seg.training import Budget, accumulation, cpu_has_bf16, parse_duration
 
 # configs/paths/default.yaml resolves relative paths against the repository folder.
@@ -111,7 +110,8 @@ def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     # Always on: exact mid-epoch resume and guarded, atomic checkpoints (see seg/checkpoint/).
     always, writer = checkpoint.lifecycle()
-    callbacks += [*always, SkippedSamples()]
+    test = bool(cfg.get("test") and cfg.data.get("test_split"))
+    callbacks += [*always, SkippedSamples(), RunSummary(cfg.paths.output_dir, test)]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -180,31 +180,15 @@ def fit(cfg: DictConfig) -> dict[str, float]:
         checkpoint.check_resume(cfg.ckpt_path, dict(module.hparams))
     if cfg.get("init_from"):
         checkpoint.init_from_checkpoint(module.model, cfg.init_from)
-    trainer = build_trainer(cfg)
-    if cfg.get("test") and getattr(datamodule, "test_split", None):
+    trainer = build_trainer(cfg)  # its RunSummary reports the run when it is done
+    testing = cfg.get("test") and getattr(datamodule, "test_split", None)
+    if testing:
         datamodule.setup("test")  # a missing or overlapping test split stops before training
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    if cfg.get("test") and getattr(datamodule, "test_split", None):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+    if testing:
+        trainer.test(module, datamodule=datamodule, ckpt_path=best_checkpoint(trainer) or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if "test/" in k})
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # hparams beside the final metrics
-            # The HPARAMS tab reads the metrics' own last values: no copies in the Scalars tab.
-            final = [k for k in metrics if k.startswith(("val/", "test/"))]
-            log_hparams(logger.experiment, dict(module.hparams), final)
-    best_path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    for logger in trainer.loggers:  # trackers (MLflow, W&B, CSV) record where the best one is
-        if best_path and not isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams({"best_checkpoint": best_path})
-    if trainer.is_global_zero:
-        run_dir = cfg.paths.output_dir
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        print(f"\nRun directory: {run_dir}")
-        if best:
-            print(f"Best checkpoint: {best}")
-        print(f"TensorBoard: tensorboard --logdir {run_dir}")
     return metrics
 
 

@@ -1,5 +1,7 @@
 """The training application end to end: configs, checkpoints, TensorBoard, resume, fine-tuning."""
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -45,13 +47,27 @@ def test_every_config_composes_and_instantiates(overrides, tmp_path):
         assert module.hparams.arch == cfg.model.arch
 
 
+PRINTED: dict[str, str] = {}  # what the module's runs printed
+
+
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory):
     """Two epochs on the shipped VOC sample with the tiny backbone; returns (cfg, metrics)."""
     out = tmp_path_factory.mktemp("run")
     cfg = compose("train", [*FAST_TRAIN, "data.crop_size=64", "data.batch_size=4"], out)
-    metrics = train(cfg)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        metrics = train(cfg)
+    PRINTED["sample_run"] = printed.getvalue()
     return cfg, metrics
+
+
+def test_a_finished_run_names_its_best_checkpoint_and_what_to_run_next(sample_run):
+    cfg, _ = sample_run
+    (best,) = Path(cfg.paths.output_dir, "checkpoints").glob("best-*.ckpt")
+    lines = PRINTED["sample_run"].splitlines()
+    assert f"Run directory: {cfg.paths.output_dir}" in lines
+    assert f"Best checkpoint: {best}" in lines
+    assert lines[lines.index("Next:") + 1].startswith(f"  python evaluate.py ckpt_path={best} ")
 
 
 def test_last_checkpoint_follows_every_epoch_without_periodic_ones(tmp_path):

@@ -7,4 +7,6 @@
 - ``images``: prediction images on disk (palette PNG masks, panels, overlays).
 - ``html`` and ``template``: ``report.html``, one self-contained page per evaluation.
 - ``tensorboard``: the validation-panels callback and the hyperparameter table.
+- ``finish``: the run's summary once it is done (hyperparameters beside the final metrics, the
+  best checkpoint for the trackers, the commands to run next).
 """
