@@ -21,11 +21,11 @@ from tqdm import tqdm
 
 from seg.cli import expected_errors, run
 from seg.errors import ChannelError, ConfigError, DatasetError
+from seg.formats import IMAGE_TYPES
 
 # configs/paths/default.yaml resolves relative paths against the repository folder.
 os.environ.setdefault("SEG_ROOT", str(Path(__file__).resolve().parent))
 
-IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 RUNTIMES = ("auto", "torch", "onnx")
 
 

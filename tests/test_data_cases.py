@@ -16,10 +16,11 @@ from PIL import Image
 
 from seg.data.encodings import MaskDecoder, label_lut
 from seg.data.layouts import folder_samples, index_files
-from seg.data.reading import IMAGE_TYPES, read_image
+from seg.data.reading import read_image
 from seg.data.transforms import random_scale
 from seg.doctor.cli import diagnose, format_report
 from seg.errors import DuplicateIdError
+from seg.formats import IMAGE_TYPES
 
 # cityscapesScripts helpers/labels.py: (labelId, name, trainId, colour); 255 is not evaluated.
 CITYSCAPES = [

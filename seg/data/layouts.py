@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from seg.data.reading import IMAGE_TYPES
+from seg.formats import IMAGE_TYPES
 from seg.errors import (
     DuplicateIdError,
     LayoutError,

@@ -26,9 +26,8 @@ import torch
 from PIL import Image
 
 from seg.errors import ChannelError, ImageReadError, LabelRangeError, MissingFileError
+from seg.formats import TIFF_TYPES
 
-TIFF_TYPES = (".tif", ".tiff")
-IMAGE_TYPES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", *TIFF_TYPES)
 ORIENTATION = 0x0112  # the EXIF orientation tag
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from seg.errors import ChannelError, CheckpointError, ImageReadError
+from seg.formats import TIFF_TYPES
 
 FORMAT = "seg-onnx/1"  # metadata "seg.format": a model this program exported
 KEYS = ("format", "class_names", "palette", "mean", "std", "bands", "input_dtype", "flip",
@@ -119,7 +120,7 @@ def read_pixels(path: str | Path) -> np.ndarray:
     from PIL import ImageOps, UnidentifiedImageError
 
     try:
-        if Path(path).suffix.lower() in (".tif", ".tiff"):
+        if Path(path).suffix.lower() in TIFF_TYPES:
             import tifffile
 
             pixels = tifffile.imread(path)

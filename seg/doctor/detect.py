@@ -16,8 +16,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from seg.data.reading import IMAGE_TYPES
 from seg.errors import AmbiguousDataError, DatasetError
+from seg.formats import IMAGE_TYPES
 
 IMAGE_DIRS = ("images", "image", "imgs", "img", "leftImg8bit", "rgb", "inputs")
 MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gtFine", "gt", "targets")

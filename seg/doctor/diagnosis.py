@@ -21,12 +21,12 @@ from seg.data.layouts import (
     index_files,
     pair,
 )
-from seg.data.reading import IMAGE_TYPES
 from seg.data.sbd import SPLIT_DIR, check_disjoint, split_samples
 from seg.data.voc import VOC_CLASSES
 from seg.doctor.detect import detect_encoding, detect_layout
 from seg.doctor.scan import Totals, decode_counts, scan_sample
 from seg.errors import AmbiguousDataError, DatasetError
+from seg.formats import IMAGE_TYPES
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from seg.data.layouts import index_files
-from seg.data.reading import IMAGE_TYPES
+from seg.formats import IMAGE_TYPES
 
 
 def sequence(image_id: str) -> str:
