@@ -54,6 +54,8 @@ def check_model(model: dict, num_classes: int | None) -> None:
         fail("model.lr", model["lr"], "a learning rate must be a number > 0")
     if "momentum" in model and not (number(model["momentum"]) and 0 <= model["momentum"] < 1):
         fail("model.momentum", model["momentum"], "momentum must lie in [0, 1)")
+    if model.get("channels_last", "auto") not in (True, False, "auto"):
+        fail("model.channels_last", model["channels_last"], "use true, false or auto")
     if "eval_scale" in model and not (number(model["eval_scale"]) and model["eval_scale"] > 0):
         fail("model.eval_scale", model["eval_scale"], "a resize factor must be a number > 0")
     weights = model.get("class_weights")

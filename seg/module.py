@@ -60,7 +60,7 @@ class SegmentationModule(pl.LightningModule):
         bias_weight_decay: bool = True,
         warmup_iters: int = 0,
         poly_power: float = 0.9,
-        channels_last: bool = False,
+        channels_last: bool | str = "auto",
         compile: bool = False,
         compile_mode: str = "default",
         optimizer_impl: str = "auto",
@@ -84,7 +84,7 @@ class SegmentationModule(pl.LightningModule):
         self.model = build_model(
             arch, backbone, num_classes, weights, weights_required, freeze_upsampler, in_channels
         )
-        if channels_last:
+        if channels_last is True:
             self.model.to(memory_format=torch.channels_last)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=False)
@@ -102,8 +102,17 @@ class SegmentationModule(pl.LightningModule):
         self._compiled = None
         self._epoch_steps: float | None = None
 
+    def nhwc(self) -> bool:
+        """channels_last: true, false, or auto (on CUDA, where tensor cores want NHWC)."""
+        setting = self.hparams.channels_last
+        return setting is True or (setting == "auto" and self.device.type == "cuda")
+
+    def on_fit_start(self) -> None:
+        if self.hparams.channels_last == "auto" and self.nhwc():  # now on its device
+            self.model.to(memory_format=torch.channels_last)
+
     def forward(self, images: Tensor) -> Tensor:
-        if self.hparams.channels_last:
+        if self.nhwc():
             images = images.contiguous(memory_format=torch.channels_last)
         if self.hparams.compile and self._compiled is None:
             # Kept out of the module tree so that state_dict keys stay those of self.model.

@@ -58,8 +58,9 @@ def test_compile_mode_reaches_torch_compile(monkeypatch):
 def test_trainer_gpu_sets_what_a_gpu_user_expects(tmp_path, monkeypatch):
     cfg = compose("train", ["trainer=gpu"], tmp_path)
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.benchmark is True
-    assert cfg.model.channels_last is True
-    assert cfg.data.pin_memory is True and cfg.data.persistent_workers is True
+    # the rest follows from the device: NHWC and pinned batches on CUDA, not on a CPU
+    assert cfg.model.channels_last == "auto" and cfg.data.pin_memory is None
+    assert cfg.data.persistent_workers is True
     assert cfg.trainer.precision == "auto-mixed"
     # On a CPU the same defaults resolve to bf16 autocast where the CPU has bf16 instructions
     # and to fp32 where bf16 would be emulated; on an fp16-only GPU to 16-mixed.
@@ -167,3 +168,20 @@ def test_levers_compile_and_preloaded_allocators(tmp_path):
     assert rows[0]["notes"].startswith("first call") and rows[0]["ratio B/A"] > 0
     for row in rows[2:]:  # measured where the library is installed, else its apt package
         assert row.get("ratio B/A", 0) > 0 or row["notes"].startswith("not installed")
+
+
+def test_channels_last_auto_is_nhwc_on_cuda_only(monkeypatch):
+    from seg.config import check_model
+    from seg.errors import ConfigError
+
+    auto = SegmentationModule("fcn8s", "tiny", num_classes=2)
+    assert auto.hparams.channels_last == "auto" and not auto.nhwc()
+    conv = next(m for m in auto.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous()  # NCHW on a CPU
+    monkeypatch.setattr(SegmentationModule, "device", torch.device("cuda"))
+    assert auto.nhwc()
+    forced = SegmentationModule("fcn8s", "tiny", num_classes=2, channels_last=True)
+    conv = next(m for m in forced.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ConfigError, match="model.channels_last='yes' is invalid"):
+        check_model({"channels_last": "yes"}, 2)
