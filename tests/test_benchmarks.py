@@ -219,3 +219,17 @@ def test_learning_one_short_budget_on_camvid(tmp_path):
     (row,) = tables(out)["CamVid val after a fixed budget"]
     assert row["model"] == "fcn8s/tiny" and row["steps"] >= 1
     assert 0 <= row["val mIoU"] <= 1 and 0 < row["val pixel_acc"] <= 1
+
+
+def test_tile_memory_runs_predict_on_written_geotiffs(tmp_path):
+    pytest.importorskip("rasterio")
+    pytest.importorskip("onnxruntime")
+    from benchmarks import tile_memory
+
+    out = tmp_path / "m.json"
+    tile_memory.main(["--sides", "300", "--classes", "3", "--threads", "1", "--out", str(out)])
+    (rows,) = tables(out).values()
+    assert [r["image"] for r in rows] == ["300x300, 3 bands uint8", "300x300, 4 bands uint16"]
+    for row in rows:  # a real process's peak: the interpreter and onnxruntime at least
+        assert 50 < row["peak RSS MiB"] < 4096 and row["seconds"] > 0
+        assert row["whole-image logits MiB"] == 300 * 300 * 3 * 4 / 2**20

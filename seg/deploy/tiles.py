@@ -102,6 +102,29 @@ def output_profile(src, georeferenced: bool) -> dict:
     return profile
 
 
+def open_source(source: Path, bands: int):
+    """The raster ``source`` (rasterio), refused unless it has the model's ``bands``."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        src = rasterio.open(source)
+    if src.count != bands:
+        src.close()
+        raise ChannelError(
+            f"image {source} has {src.count} bands but the model reads {bands}; give images "
+            f"with {bands} bands, or a model trained on images like this one"
+        )
+    return src
+
+
+def kept_facts(src) -> dict:
+    """What the output keeps of the source: CRS (None without one), transform and nodata."""
+    crs = src.crs.to_string() if src.crs is not None else None
+    return {"crs": crs, "transform": tuple(src.transform)[:6], "nodata": src.nodata}
+
+
 def predict_tiled(
     source: Path, target: Path, score: Score, bands: int, palette, tile: int, overlap: int
 ) -> dict:
@@ -117,22 +140,12 @@ def predict_tiled(
         )
     partial = target.with_name(f".{target.name}.partial")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        src = rasterio.open(source)
-    with src:
-        if src.count != bands:
-            raise ChannelError(
-                f"image {source} has {src.count} bands but the model reads {bands}; give images "
-                f"with {bands} bands, or a model trained on images like this one"
-            )
-        georeferenced = src.crs is not None
+    with open_source(source, bands) as src:
+        georeferenced, kept = src.crs is not None, kept_facts(src)
         if not georeferenced:
             print(f"note: {source} has no georeferencing (CRS); {target.name} is written as a "
                   f"plain TIFF", file=sys.stderr)  # fmt: skip
         dtype, nodata = np.dtype(src.dtypes[0]), src.nodata
-        kept = {"crs": src.crs.to_string() if georeferenced else None,
-                "transform": tuple(src.transform)[:6], "nodata": nodata}  # fmt: skip
 
         def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             return src.read(window=Window(x0, y0, x1 - x0, y1 - y0))
