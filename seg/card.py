@@ -71,6 +71,24 @@ def data_section(data: dict, config: dict) -> str:
     return f"{source}\n\nClasses:\n\n{classes}"
 
 
+def use_section(config: dict) -> str:
+    """The commands and the Python call that use the folder, and its preprocessing."""
+    preprocessing = "\n".join(f"- {k}: `{v}`" for k, v in config["preprocessing"].items())
+    return f"""```bash
+python predict.py ckpt_path=<this folder> input=<image or folder>
+python evaluate.py ckpt_path=<this folder> data=<its dataset>
+```
+
+```python
+import seg
+model, info = seg.from_pretrained("<this folder or user/name on the Hub>")
+```
+
+Preprocessing (config.json), evaluation options {json.dumps(config["evaluation"])}:
+
+{preprocessing}"""
+
+
 def model_card(
     config: dict, hparams: dict, result: tuple | None, run_config: Path | None, license
 ) -> str:
@@ -81,7 +99,6 @@ def model_card(
     name = f"{arch}-{backbone.removeprefix('timm:')}"
     tags = ["semantic-segmentation", "seg", arch, backbone.removeprefix("timm:")]
     metadata = card_data(name, tags, result, dataset_name(data), license)
-    preprocessing = "\n".join(f"- {k}: `{v}`" for k, v in config["preprocessing"].items())
     run = text or yaml.safe_dump(hparams, default_flow_style=None, sort_keys=False)
     body = f"""
 # {name}
@@ -100,19 +117,7 @@ step {config["step"]}); backbone initialised from `{config["weights"]}`.
 
 ## Use
 
-```bash
-python predict.py ckpt_path=<this folder> input=<image or folder>
-python evaluate.py ckpt_path=<this folder> data=<its dataset>
-```
-
-```python
-import seg
-model, info = seg.from_pretrained("<this folder or user/name on the Hub>")
-```
-
-Preprocessing (config.json), evaluation options {json.dumps(config["evaluation"])}:
-
-{preprocessing}
+{use_section(config)}
 
 ## Training config
 

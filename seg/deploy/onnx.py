@@ -188,13 +188,15 @@ def card(path: Path, info: dict, flip: bool, input_dtype: str, quantized: dict |
         training,
     ]
     if quantized:
-        lines += [
-            "",
-            "## int8",
-            "",
-            f"`{quantized['file']}`: static QDQ quantisation (per-channel int8 weights, uint8 "
-            f"activations) calibrated on {quantized['calibration_images']} training images. "
-            f"mIoU on {quantized['images']} labelled images: fp32 {quantized['fp32_mIoU']:.2f}, "
-            f"int8 {quantized['int8_mIoU']:.2f} (drop {quantized['drop']:.2f} points).",
-        ]
+        lines += ["", "## int8", "", int8_paragraph(quantized)]
     return "\n".join(lines) + "\n"
+
+
+def int8_paragraph(quantized: dict) -> str:
+    """The card's int8 section: the file, its calibration and both scores."""
+    return (
+        f"`{quantized['file']}`: static QDQ quantisation (per-channel int8 weights, uint8 "
+        f"activations) calibrated on {quantized['calibration_images']} training images. "
+        f"mIoU on {quantized['images']} labelled images: fp32 {quantized['fp32_mIoU']:.2f}, "
+        f"int8 {quantized['int8_mIoU']:.2f} (drop {quantized['drop']:.2f} points)."
+    )
