@@ -106,12 +106,17 @@ def auto_mixed_precision(accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
+def tests_after_fit(cfg: DictConfig) -> bool:
+    """test=true with a data.test_split: the best checkpoint is tested once training ends."""
+    return bool(cfg.get("test") and cfg.data.get("test_split"))
+
+
 def build_trainer(cfg: DictConfig) -> pl.Trainer:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     # Always on: exact mid-epoch resume and guarded, atomic checkpoints (see seg/checkpoint/).
     always, writer = checkpoint.lifecycle()
-    test = bool(cfg.get("test") and cfg.data.get("test_split"))
-    callbacks += [*always, SkippedSamples(), RunSummary(cfg.paths.output_dir, test)]
+    summary = RunSummary(cfg.paths.output_dir, tests_after_fit(cfg))
+    callbacks += [*always, SkippedSamples(), summary]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     overrides = {}
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -181,7 +186,7 @@ def fit(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("init_from"):
         checkpoint.init_from_checkpoint(module.model, cfg.init_from)
     trainer = build_trainer(cfg)  # its RunSummary reports the run when it is done
-    testing = cfg.get("test") and getattr(datamodule, "test_split", None)
+    testing = tests_after_fit(cfg)
     if testing:
         datamodule.setup("test")  # a missing or overlapping test split stops before training
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -78,3 +78,19 @@ def test_training_logs_spread_panels_a_confusion_figure_and_hparams_beside_metri
 @pytest.mark.parametrize("count", [1, 5])
 def test_a_single_position_is_the_first_image(count):
     assert panel_positions(1, count) == [0]
+
+
+def test_a_tested_run_puts_its_test_scores_beside_val_and_names_what_to_run_next(tmp_path, capsys):
+    """test=true: the summary waits for the test, then TensorBoard's hparams hold both."""
+    root = write_voc_tree(tmp_path / "VOC2012", {"train": 2, "val": 2, "test": 2})
+    overrides = [*FAST_TRAIN, f"data.root={root}", "data.crop_size=32", "trainer.max_epochs=1",
+                 "data.batch_size=2", "test=true", "data.test_split=test"]  # fmt: skip
+    metrics = train(compose("train", overrides, tmp_path / "run"))
+    assert "test/mIoU" in metrics and "val/mIoU" in metrics
+    content = events(tmp_path / "run" / "tensorboard").PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert {"val/mIoU", "test/mIoU"} <= tags
+    printed = capsys.readouterr().out
+    assert printed.count("Run directory:") == 1  # once, after the test
+    assert printed.index("Next:") > printed.index("Best checkpoint:")

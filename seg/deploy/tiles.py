@@ -110,10 +110,11 @@ def open_source(source: Path, bands: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         src = rasterio.open(source)
-    if src.count != bands:
+    count = src.count
+    if count != bands:
         src.close()
         raise ChannelError(
-            f"image {source} has {src.count} bands but the model reads {bands}; give images "
+            f"image {source} has {count} bands but the model reads {bands}; give images "
             f"with {bands} bands, or a model trained on images like this one"
         )
     return src
