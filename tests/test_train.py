@@ -70,6 +70,13 @@ def test_a_finished_run_names_its_best_checkpoint_and_what_to_run_next(sample_ru
     assert lines[lines.index("Next:") + 1].startswith(f"  python evaluate.py ckpt_path={best} ")
 
 
+def test_closing_lines_name_tensorboard_only_when_it_logs():
+    from seg.report.finish import closing_lines
+
+    assert "TensorBoard: tensorboard --logdir /r" in closing_lines("/r", "/r/best.ckpt", True)
+    assert "TensorBoard" not in closing_lines("/r", "/r/best.ckpt", False)  # logger=csv
+
+
 def test_last_checkpoint_follows_every_epoch_without_periodic_ones(tmp_path):
     cfg = compose(
         "train",

@@ -49,15 +49,17 @@ class RunSummary(pl.Callback):
                 # The HPARAMS tab reads the metrics' own last values: no copies in Scalars.
                 log_hparams(logger.experiment, dict(pl_module.hparams), self.final)
         if trainer.is_global_zero:
-            print(closing_lines(self.run_dir, best_checkpoint(trainer)))
+            tensorboard = any(isinstance(x, TensorBoardLogger) for x in trainer.loggers)
+            print(closing_lines(self.run_dir, best_checkpoint(trainer), tensorboard))
 
 
-def closing_lines(run_dir: str, best: str) -> str:
-    """Where the run is, and what to run next."""
+def closing_lines(run_dir: str, best: str, tensorboard: bool = True) -> str:
+    """Where the run is, and what to run next (TensorBoard only when it is logging)."""
     lines = ["", f"Run directory: {run_dir}"]
     if best:
         lines += [f"Best checkpoint: {best}"]
-    lines += [f"TensorBoard: tensorboard --logdir {run_dir}"]
+    if tensorboard:
+        lines += [f"TensorBoard: tensorboard --logdir {run_dir}"]
     if best:
         lines += [
             "Next:",
