@@ -144,7 +144,8 @@ def arm(kind: str, name: str, root: Path, args) -> dict:
     search = f"hydra.searchpath=[file://{configs}]"
     common = [search, "logger=csv", "callbacks=none", f"paths.output_dir={runs}",
               f"hydra.run.dir={runs}", f"seed={args.seed}", "++trainer.enable_progress_bar=false",
-              "++trainer.enable_model_summary=false"]  # fmt: skip
+              "++trainer.enable_model_summary=false",
+              "++trainer.enable_checkpointing=false"]  # fmt: skip
     planned = {}
     if name == "plan":
         plan = [sys.executable, "-m", "seg.plan", str(root), "--budget", args.budget,
