@@ -233,3 +233,46 @@ def test_tile_memory_runs_predict_on_written_geotiffs(tmp_path):
     for row in rows:  # a real process's peak: the interpreter and onnxruntime at least
         assert 50 < row["peak RSS MiB"] < 4096 and row["seconds"] > 0
         assert row["whole-image logits MiB"] == 300 * 300 * 3 * 4 / 2**20
+
+
+def test_plan_kinds_hold_the_camvid_frames_they_claim(tmp_path, monkeypatch):
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from benchmarks import plan_kinds
+
+    monkeypatch.setattr(plan_kinds, "CAMVID", shared_data("camvid"))
+    train, held = plan_kinds.camvid_ids()
+    assert (len(train), len(held)) == (266, 101)  # 0001TP + 0016E5, and the street 0006R0
+    assert {i[:6] for i in train} == {"0001TP", "0016E5"} and {i[:6] for i in held} == {"0006R0"}
+    pairs = [plan_kinds.camvid_pair(i) for i in held[:4]]
+    image, mask = plan_kinds.mosaic(held[:4])
+    assert image.shape == (720, 960, 3) and mask.shape == (720, 960)
+    for (y, x), (frame, labels) in zip(
+        [(0, 0), (0, 480), (360, 0), (360, 480)], pairs, strict=True
+    ):
+        assert np.array_equal(image[y : y + 360, x : x + 480], frame)
+        assert np.array_equal(mask[y : y + 360, x : x + 480], labels)
+    frame, labels = pairs[0]
+    for kind in ("multiband16", "grey", "binary"):
+        plan_kinds.write(tmp_path / kind, "train", "f", frame, labels, kind)
+    bands = tifffile.imread(tmp_path / "multiband16" / "images" / "train" / "f.tif")
+    assert bands.shape == (360, 480, 4) and bands.dtype == np.uint16
+    assert np.array_equal(bands[..., :3], frame.astype(np.uint16) * 257) and bands[..., 3].std() > 0
+    assert Image.open(tmp_path / "grey" / "images" / "train" / "f.png").mode == "L"
+    binary = np.asarray(Image.open(tmp_path / "binary" / "masks" / "train" / "f.png"))
+    assert set(np.unique(binary)) <= {0, 255} and (labels == plan_kinds.CAR).any()
+    assert np.array_equal(binary == 255, labels == plan_kinds.CAR)
+
+
+def test_plan_kinds_scores_an_arm_by_its_last_validation(tmp_path):
+    from benchmarks import plan_kinds
+
+    log = tmp_path / "csv" / "version_0"
+    log.mkdir(parents=True)
+    (log / "metrics.csv").write_text(
+        "epoch,step,train/loss,val/mIoU\n0,9,1.5,\n0,9,,0.25\n1,19,1.2,\n1,19,,0.375\n1,20,1.1,\n"
+    )
+    assert plan_kinds.last_val(tmp_path) == {"mIoU": 37.5, "step": 19}
+    assert plan_kinds.last_val(tmp_path / "none") == {}
