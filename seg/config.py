@@ -54,6 +54,9 @@ def check_model(model: dict, num_classes: int | None) -> None:
         fail("model.lr", model["lr"], "a learning rate must be a number > 0")
     if "momentum" in model and not (number(model["momentum"]) and 0 <= model["momentum"] < 1):
         fail("model.momentum", model["momentum"], "momentum must lie in [0, 1)")
+    bn = model.get("bn_momentum")
+    if bn is not None and not (number(bn) and 0 < bn <= 1):
+        fail("model.bn_momentum", bn, "use a number in (0, 1], or null for the backbone's own")
     if model.get("channels_last", "auto") not in (True, False, "auto"):
         fail("model.channels_last", model["channels_last"], "use true, false or auto")
     if "eval_scale" in model and not (number(model["eval_scale"]) and model["eval_scale"] > 0):

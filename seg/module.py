@@ -67,13 +67,15 @@ class SegmentationModule(pl.LightningModule):
         eval_scale: float = 1.0,
         eval_flip: bool = False,
         in_channels: int = 3,
+        bn_momentum: float | None = None,
     ) -> None:
         super().__init__()
         check_model(
             {"arch": arch, "backbone": backbone, "optimizer": optimizer, "lr": lr,
              "momentum": momentum, "loss": loss, "loss_reduction": loss_reduction,
              "compile_mode": compile_mode, "optimizer_impl": optimizer_impl,
-             "eval_scale": eval_scale, "class_weights": class_weights},
+             "eval_scale": eval_scale, "class_weights": class_weights,
+             "bn_momentum": bn_momentum},
             num_classes,
         )  # fmt: skip
         self.save_hyperparameters()
@@ -82,8 +84,9 @@ class SegmentationModule(pl.LightningModule):
             [(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)
         ]
         self.model = build_model(
-            arch, backbone, num_classes, weights, weights_required, freeze_upsampler, in_channels
-        )
+            arch, backbone, num_classes, weights, weights_required, freeze_upsampler, in_channels,
+            bn_momentum,
+        )  # fmt: skip
         if channels_last is True:
             self.model.to(memory_format=torch.channels_last)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None

@@ -60,6 +60,7 @@ def build_model(
     weights_required: bool = True,
     freeze_upsampler: bool = False,
     in_channels: int = 3,
+    bn_momentum: float | None = None,
 ) -> SegmentationModel:
     """Decoder `arch` over `backbone` with `num_classes` outputs.
 
@@ -67,6 +68,8 @@ def build_model(
     the backbone. weights_required=False turns "weights unavailable" into one warning line.
     freeze_upsampler fixes the FCN's final bilinear upsampler, as in the paper. in_channels is
     the number of image bands; ImageNet weights then have their first convolution adapted.
+    bn_momentum, when given, is set on every batch norm layer (None keeps each backbone's own:
+    torchvision's MobileNetV3 uses 0.01, ResNets 0.1).
     """
     if arch not in DECODERS:
         raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(DECODERS)}")
@@ -81,7 +84,12 @@ def build_model(
         weights=weights, weights_required=weights_required, in_channels=in_channels
     )
     decoder = DECODERS[arch](encoder.channels, num_classes, freeze_upsampler=freeze_upsampler)
-    return SegmentationModel(encoder, decoder)
+    model = SegmentationModel(encoder, decoder)
+    if bn_momentum is not None:
+        for layer in model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.momentum = bn_momentum
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
