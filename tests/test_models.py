@@ -96,6 +96,15 @@ def test_vgg16_fcn8s_has_the_papers_size_and_freezes_its_upsampler():
     assert count_parameters(frozen, trainable_only=True) == 134_489_759 - 21 * 21 * 16 * 16
 
 
+def test_bn_momentum_reaches_every_batch_norm_and_none_keeps_the_backbones_own():
+    def momenta(model) -> set:
+        return {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta(build_model("fcn8s", "mobilenet_v3_large", 3)) == {0.01}  # torchvision's
+    assert momenta(build_model("fcn8s", "mobilenet_v3_large", 3, bn_momentum=0.1)) == {0.1}
+    assert momenta(build_model("unet", "resnet18", 3, bn_momentum=0.3)) == {0.3}  # decoder too
+
+
 def test_unet_over_unet_is_the_papers_network():
     model = build_model("unet", "unet", 2)
     ups = [(up.in_channels, up.out_channels, up.kernel_size) for up in model.decoder.up]
