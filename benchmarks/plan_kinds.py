@@ -2,6 +2,7 @@
 
     python -m benchmarks.plan_kinds --budget 3m                    # every kind, every arm
     python -m benchmarks.plan_kinds --kinds grey binary --budget 3m
+    python -m benchmarks.plan_kinds --arms plan model.bn_momentum=null   # a row "plan model..."
     python -m benchmarks.plan_kinds --summary                      # results/plan_kinds.json
 
 The kinds are built from ``../shared/data`` under ``--work`` (reused when already there):
@@ -138,9 +139,15 @@ def last_val(run_dir: Path) -> dict:
     return {"mIoU": 100 * float(last["val/mIoU"]), "step": int(last["step"])}
 
 
+def label(name: str, overrides: list[str]) -> str:
+    """An arm's row name: the arm, and the overrides added to it."""
+    return " ".join([name, *overrides])
+
+
 def arm(kind: str, name: str, root: Path, args) -> dict:
     """Plan (for the plan arm) and train one arm; its score and times."""
-    configs, runs = args.work / "configs", args.work / "runs" / f"{kind}-{name}"
+    tag = label(name, args.overrides).replace(" ", "_").replace("/", "_")
+    configs, runs = args.work / "configs", args.work / "runs" / f"{kind}-{tag}"
     search = f"hydra.searchpath=[file://{configs}]"
     common = [search, "logger=csv", "callbacks=none", f"paths.output_dir={runs}",
               f"hydra.run.dir={runs}", f"seed={args.seed}", "++trainer.enable_progress_bar=false",
@@ -169,7 +176,8 @@ def arm(kind: str, name: str, root: Path, args) -> dict:
             if kind in ("grey", "multiband16"):
                 overrides.append("data.color_jitter=0.0")
     code, seconds = run(
-        [sys.executable, "train.py", *overrides, *common], runs.parent / f"{kind}-{name}.log"
+        [sys.executable, "train.py", *overrides, *args.overrides, *common],
+        runs.parent / f"{kind}-{tag}.log",
     )
     budget = runs / "budget.json"
     steps = json.loads(budget.read_text())["steps"] if budget.exists() else None
@@ -181,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="train.py overrides added to every arm run")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--budget", default="3m", help="training time per arm")
@@ -199,9 +208,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.arms:
             found = arm(kind, name, root, args)
             print(f"{kind} {name}: {found}", flush=True)
-            row = {"kind": kind, "arm": name, "budget": args.budget, "seed": args.seed} | found
+            arm_name = label(name, args.overrides)
+            row = {"kind": kind, "arm": arm_name, "budget": args.budget, "seed": args.seed} | found
             row |= {"cpu": cpu_model(), "load_avg": round(os.getloadavg()[1], 2)}
-            rows = [r for r in rows if (r["kind"], r["arm"]) != (kind, name)] + [row]
+            rows = [r for r in rows if (r["kind"], r["arm"]) != (kind, arm_name)] + [row]
             info = machine_info(torch.device("cpu")) | {"torch_threads": 1}
             report("plan_kinds", info, vars_of(args), {TITLE: table(rows)}, args.out)
 
