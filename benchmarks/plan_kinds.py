@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
             arm_name = label(name, args.overrides)
             row = {"kind": kind, "arm": arm_name, "budget": args.budget, "seed": args.seed} | found
             row |= {"cpu": cpu_model(), "load_avg": round(os.getloadavg()[1], 2)}
-            rows = [r for r in rows if (r["kind"], r["arm"]) != (kind, arm_name)] + [row]
+            key = (kind, arm_name, args.seed)
+            rows = [r for r in rows if (r["kind"], r["arm"], r["seed"]) != key] + [row]
             info = machine_info(torch.device("cpu")) | {"torch_threads": 1}
             report("plan_kinds", info, vars_of(args), {TITLE: table(rows)}, args.out)
 
