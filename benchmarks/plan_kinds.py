@@ -37,6 +37,7 @@ Runs use one torch thread each (``OMP_NUM_THREADS=1``); the ``seconds`` column i
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -175,6 +176,7 @@ def arm(kind: str, name: str, root: Path, args) -> dict:
             overrides = ["experiment=camvid", *overrides]
             if kind in ("grey", "multiband16"):
                 overrides.append("data.color_jitter=0.0")
+    shutil.rmtree(runs / "csv", ignore_errors=True)  # an earlier run's log would be read too
     code, seconds = run(
         [sys.executable, "train.py", *overrides, *args.overrides, *common],
         runs.parent / f"{kind}-{tag}.log",
