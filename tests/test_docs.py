@@ -114,3 +114,20 @@ def test_concepts_examples_run():
     assert len(test.examples) > 20
     result = runner.run(test)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed (see above)"
+
+
+README_KINDS = {  # README's row label -> benchmarks/plan_kinds.py kind
+    "streets": "streets", "grey": "grey", "binary": "binary", "4-band 16-bit": "multiband16",
+    "large tiles": "tiles", "very few images": "voc",
+}  # fmt: skip
+
+
+def test_readme_plan_table_is_the_benchmarks_results():
+    rows = json.loads((REPO / "benchmarks" / "results" / "plan_kinds.json").read_text())["tables"]
+    (rows,) = rows.values()
+    score = {(r["kind"], r["arm"]): r["mIoU"] for r in rows if r["seed"] == 42 and "mIoU" in r}
+    readme = (REPO / "README.md").read_text()
+    for label, kind in README_KINDS.items():
+        cells = f"| {score[kind, 'plan']:.1f} | {score[kind, 'defaults']:.1f} |"
+        line = next(x for x in readme.splitlines() if x.startswith(f"| {label} "))
+        assert line.endswith(cells), (line, cells)
