@@ -113,6 +113,7 @@ RESUME = {
     "other backbone": "model.backbone 'resnet18' -> 'tiny'",
     "other class count": "model.num_classes 5 -> 21",
     "other optimizer": "model.optimizer 'adamw' -> 'sgd'",
+    "older batch norm momentum": "model.bn_momentum None -> 0.1",
 }
 
 MISUSE = ["run directory locked", "run directory under a file", "weights file missing",
@@ -174,6 +175,9 @@ def write_file(kind: str, path: Path, good: dict) -> Path:
             "other backbone": {**full, "hyper_parameters": {**hparams, "backbone": "resnet18"}},
             "other class count": {**full, "hyper_parameters": {**hparams, "num_classes": 5}},
             "other optimizer": {**full, "hyper_parameters": {**hparams, "optimizer": "adamw"}},
+            "older batch norm momentum": {
+                **full, "hyper_parameters": {**hparams, "bn_momentum": None}
+            },
         }[kind]  # fmt: skip
         torch.save(contents, path)
     return path

@@ -18,8 +18,10 @@ import torch.distributed as dist
 from seg.checkpoint.read import read_checkpoint
 from seg.errors import CheckpointError
 
-# Settings that make a checkpoint another model or another optimizer: no resume across them.
-SAME_ON_RESUME = ("arch", "backbone", "num_classes", "optimizer")
+# Settings that make a checkpoint another model or another optimizer, or move its batch norm
+# statistics at another rate (a checkpoint from before model.bn_momentum has None, the
+# backbone's own): no resume across them, so that a resumed run continues exactly.
+SAME_ON_RESUME = ("arch", "backbone", "num_classes", "optimizer", "bn_momentum")
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "loops", "pytorch-lightning_version")
 
 
