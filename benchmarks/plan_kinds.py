@@ -13,7 +13,7 @@ The kinds are built from ``../shared/data`` under ``--work`` (reused when alread
   14 to validate);
 - ``grey``: ``streets`` as single-band 8-bit images;
 - ``binary``: ``streets`` reduced to car against everything else, masks 0/255;
-- ``tiles``: ``streets`` as 720x960 mosaics of four consecutive frames (66 to train, 25 of 0006R0
+- ``tiles``: ``streets`` as 720x960 mosaics of four consecutive frames (65 to train, 25 of 0006R0
   to validate), much larger than any crop;
 - ``multiband16``: ``streets`` as 4-band 16-bit TIFFs (RGB scaled to 16 bits, and a fourth band,
   the blurred luminance).
