@@ -1,4 +1,4 @@
-"""The planner against the defaults and the CamVid recipe, at equal minutes, on data of six kinds.
+"""The planner against the defaults and the CamVid recipe, at equal minutes, on data of seven kinds.
 
     python -m benchmarks.plan_kinds --budget 3m                    # every kind, every arm
     python -m benchmarks.plan_kinds --kinds grey binary --budget 3m
@@ -16,7 +16,9 @@ The kinds are built from ``../shared/data`` under ``--work`` (reused when alread
 - ``tiles``: ``streets`` as 720x960 mosaics of four consecutive frames (65 to train, 25 of 0006R0
   to validate), much larger than any crop;
 - ``multiband16``: ``streets`` as 4-band 16-bit TIFFs (RGB scaled to 16 bits, and a fourth band,
-  the blurred luminance).
+  the blurred luminance);
+- ``few``: ``streets`` with only 10 training frames, evenly spaced over its two sequences, and
+  the same held-out street to validate.
 
 Each arm trains with ``trainer.budget`` (``--budget``) through ``train.py`` and is scored by the
 validation of its last step, which the budget always runs (``val/mIoU`` of the CSV log), with
@@ -53,7 +55,8 @@ from benchmarks.common import REPO, RESULTS, cpu_model, machine_info, markdown_t
 SHARED = REPO.parent / "shared" / "data"
 CAMVID = SHARED / "camvid"
 VOC = SHARED / "voc_mini" / "VOC2012"
-KINDS = ("streets", "voc", "grey", "binary", "tiles", "multiband16")
+KINDS = ("streets", "voc", "grey", "binary", "tiles", "multiband16", "few")
+FEW = 10  # training frames of the kind "few"
 ARMS = ("plan", "defaults", "recipe")
 TITLE = "The plan against the defaults and the CamVid recipe at equal minutes (val mIoU %)"
 CAR = 8  # CamVid's class index of car
@@ -112,6 +115,8 @@ def build(kind: str, work: Path) -> Path:
                 if ids[k][:6] == ids[k + 3][:6]:  # four frames of one sequence
                     write(root, split, f"{ids[k]}_x4", *mosaic(ids[k : k + 4]), kind)
     else:
+        if kind == "few":
+            train = train[:: len(train) // FEW][:FEW]
         for split, ids in (("train", train), ("val", held[::3])):
             for image_id in ids:
                 write(root, split, image_id, *camvid_pair(image_id), kind)
