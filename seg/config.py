@@ -18,6 +18,8 @@ REDUCTIONS = ("mean", "sum")
 # torch's optimizer implementations: auto (torch picks: for-loop on CPU, foreach on CUDA),
 # for_loop, foreach (one kernel per op over all tensors), fused (one kernel per step).
 OPTIMIZER_IMPLS = ("auto", "for_loop", "foreach", "fused")
+# data.layout: seg/data/datamodule.py reads voc and folder; auto picks whichever root holds
+LAYOUTS = ("voc", "folder", "auto")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CHOICES = {"optimizer": OPTIMIZERS, "loss_reduction": REDUCTIONS,
            "optimizer_impl": OPTIMIZER_IMPLS, "compile_mode": COMPILE_MODES}  # fmt: skip
@@ -73,7 +75,9 @@ def check_model(model: dict, num_classes: int | None) -> None:
 
 
 def check_data(data: dict, channels: int) -> None:
-    """Batch sizes, workers, crop and scale ranges, normalisation of ``data.*``."""
+    """Layout, batch sizes, workers, crop and scale ranges, normalisation of ``data.*``."""
+    if "layout" in data and data["layout"] not in LAYOUTS:
+        fail("data.layout", data["layout"], f"choose one of {', '.join(LAYOUTS)}")
     for key in ("batch_size", "val_batch_size"):
         if key in data and not (integer(data[key]) and data[key] >= 1):
             fail(f"data.{key}", data[key], "a batch size must be an integer >= 1")

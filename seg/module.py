@@ -22,6 +22,11 @@ from seg.metrics import ConfusionMatrix, scores
 from seg.models import build_model
 
 
+def default_palette() -> list[list[int]]:
+    """Distinct colours for class indices without a palette of their own."""
+    return [[(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)]
+
+
 class SegmentationModule(pl.LightningModule):
     """Train a ``build_model(arch, backbone, num_classes)`` network; log loss and mIoU per epoch.
 
@@ -70,19 +75,10 @@ class SegmentationModule(pl.LightningModule):
         bn_momentum: float | None = None,
     ) -> None:
         super().__init__()
-        check_model(
-            {"arch": arch, "backbone": backbone, "optimizer": optimizer, "lr": lr,
-             "momentum": momentum, "loss": loss, "loss_reduction": loss_reduction,
-             "compile_mode": compile_mode, "optimizer_impl": optimizer_impl,
-             "eval_scale": eval_scale, "class_weights": class_weights,
-             "bn_momentum": bn_momentum},
-            num_classes,
-        )  # fmt: skip
         self.save_hyperparameters()
+        check_model(dict(self.hparams), num_classes)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
-        self.palette = palette or [
-            [(37 * i) % 256, (91 * i) % 256, (173 * i) % 256] for i in range(256)
-        ]
+        self.palette = palette or default_palette()
         self.model = build_model(
             arch, backbone, num_classes, weights, weights_required, freeze_upsampler, in_channels,
             bn_momentum,
@@ -91,17 +87,12 @@ class SegmentationModule(pl.LightningModule):
             self.model.to(memory_format=torch.channels_last)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=False)
-        self.criterion = build_loss(
-            loss,
-            LossOptions(
-                ignore_index, class_weights, loss_reduction, label_smoothing, ohem_thresh,
-                ohem_min_kept,
-            ),
-        )  # fmt: skip
+        options = LossOptions(ignore_index, class_weights, loss_reduction, label_smoothing,
+                              ohem_thresh, ohem_min_kept)  # fmt: skip
+        self.criterion = build_loss(loss, options)
         self.val_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.test_matrix = ConfusionMatrix(num_classes, ignore_index)
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self._compiled = None
         self._epoch_steps: float | None = None
 

@@ -56,6 +56,7 @@ CONFIG = {
     "std with a zero": ("data.std=[0.2,0.0,0.2]", "data.std"),
     "mean of two channels": ("data.mean=[0.5,0.5]", "data.mean"),
     "std of four channels": ("data.std=[1,1,1,1]", "data.std"),
+    "unknown layout": ("data.layout=folders", "choose one of voc, folder, auto"),
     "unknown arch": ("model.arch=fcn4s", "fcn32s, fcn16s, fcn8s"),
     "unknown backbone": ("model.backbone=vgg99", "model.backbone"),
     "unknown optimizer": ("model.optimizer=adam", "sgd, adamw"),

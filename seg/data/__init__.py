@@ -2,8 +2,9 @@
 
 This package only re-exports; each concern has its own module (see their docstrings):
 reading.py (files -> arrays), encodings.py (mask values -> train ids), layouts.py and sbd.py
-(which files form a split), dataset.py, transforms.py, sampler.py (order, seeds and loader
-workers), check.py (data health during a run) and datamodule.py.
+(which files form a split), dataset.py, transforms.py, sampler.py (order, seeds, loaders and
+their workers), check.py (data health: a split's ids and files, then during a run) and
+datamodule.py.
 """
 
 from seg.data.check import SkippedSamples

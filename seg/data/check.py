@@ -1,18 +1,21 @@
-"""Data health during a run: ``DataCheck`` reads every training and validation sample once before
-the first step, so a bad file stops the run at once with its dataset error rather than hours
-later; ``SkippedSamples`` counts the samples that fail in the middle of a run and stops it past
-``data.max_bad_samples``.
+"""Data health. Before anything is read, ``check_unique`` refuses a split listing an id twice and
+``check_files`` one with missing files. During a run, ``DataCheck`` reads every training and
+validation sample once before the first step, so a bad file stops the run at once with its
+dataset error rather than hours later, and ``SkippedSamples`` counts the samples that fail in the
+middle of a run and stops it past ``data.max_bad_samples``.
 """
 
 import logging
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytorch_lightning as pl
 
-from seg.errors import DatasetError
+from seg.data.layouts import Sample
+from seg.errors import DatasetError, DuplicateIdError, MissingFileError
 
 log = logging.getLogger("seg")
 
@@ -68,3 +71,23 @@ class SkippedSamples(pl.Callback):
                 f"data.max_bad_samples={allowed}; fix or remove them, then resume from the last "
                 f"checkpoint. The first: " + "; ".join(list(self.skipped)[:3])
             )
+
+
+def check_unique(samples: list[Sample], split: str) -> None:
+    """Refuse a split that lists an id twice: it would count twice in every metric."""
+    repeated = [i for i, n in Counter(s.id for s in samples).items() if n > 1]
+    if repeated:
+        raise DuplicateIdError(
+            f"split {split!r} lists {len(repeated)} ids more than once (first: "
+            f"{', '.join(repeated[:5])}); list each image once"
+        )
+
+
+def check_files(samples: list[Sample]) -> None:
+    """Refuse a split whose images or masks are missing, naming the first few (before training)."""
+    missing = [str(p) for s in samples for p in (s.image, s.mask) if not p.is_file()]
+    if missing:
+        raise MissingFileError(
+            f"{len(missing)} image/mask files of the split are missing (first: "
+            f"{', '.join(missing[:3])}); add them or remove their ids from the split file"
+        )

@@ -14,7 +14,6 @@ same batches and augmentations.
 """
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -22,34 +21,27 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from seg.data.check import check_files, check_unique
 from seg.data.dataset import SegmentationDataset
 from seg.data.download import download_archive, download_sbd, download_voc
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import (
     VOC_LAYOUT,
     Sample,
-    check_files,
-    check_unique,
     choose_layout,
     folder_samples,
     folder_text,
 )
 from seg.data.reading import mask_palette
-from seg.data.sampler import SeededSampler, worker_init, world
+from seg.data.sampler import eval_loader, loader_options, train_loader, world
 from seg.data.sbd import check_disjoint, split_samples, uses_sbd
 from seg.data.transforms import eval_transform, pad_collate, train_transform
 from seg.data.voc import VOC_CLASSES, voc_colormap
 from seg.errors import DatasetError, RootNotFoundError
 from seg.imagenet import IMAGENET_MEAN, IMAGENET_STD
-
-# torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
-warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
-
-LAYOUTS = ("voc", "folder", "auto")
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -92,12 +84,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         source: str | None = None,
         source_dir: str | None = None,
     ) -> None:
-        super().__init__()
-        if layout not in LAYOUTS:
-            raise DatasetError(f"data.layout={layout!r} is unknown; choose one of {LAYOUTS}")
+        super().__init__()  # values checked by seg/config.py (check_data) before construction
         self.root, self.sbd_root = Path(root), sbd_root and Path(sbd_root)
         self.layout, self.folder, self.source = layout, dict(folder or {}), source
-        self.source_dir = source_dir
+        self.source_dir, self.image_ext, self.download = source_dir, image_ext, download
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.class_names = [str(n) for n in class_names]
         self.num_classes, self.ignore_index = len(self.class_names), int(ignore_index)
@@ -107,25 +97,14 @@ class SegmentationDataModule(pl.LightningDataModule):
             self.num_classes, self.ignore_index, mask_encoding, self.label_map,
             reduce_zero_label, self.own_palette, void_colours,
         )  # fmt: skip
-        self.image_ext, self.download, self.in_channels = image_ext, download, int(in_channels)
+        self.in_channels = int(in_channels)
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        if min(self.std) <= 0:
-            raise DatasetError(f"data.std={list(self.std)} must hold positive numbers")
-        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
-            raise DatasetError(
-                f"data.mean and data.std need one value per channel (data.in_channels="
-                f"{self.in_channels}), got {len(self.mean)} and {len(self.std)}; "
-                "python -m seg.doctor ROOT measures them"
-            )
         crop = [crop_size] * 2 if isinstance(crop_size, int) else list(crop_size)
         self.augment = dict(
-            crop_size=(int(crop[0]), int(crop[-1])),
-            base_size=base_size,
-            scale_range=(float(scale_range[0]), float(scale_range[1])),
-            hflip=hflip,
-            color_jitter=float(color_jitter),
-            photometric=float(photometric),
-        )
+            crop_size=(int(crop[0]), int(crop[-1])), base_size=base_size,
+            scale_range=(float(scale_range[0]), float(scale_range[1])), hflip=hflip,
+            color_jitter=float(color_jitter), photometric=float(photometric),
+        )  # fmt: skip
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -207,48 +186,25 @@ class SegmentationDataModule(pl.LightningDataModule):
         check_disjoint(self.samples(self.train_split), self.samples(split), names)
 
     def loader_options(self) -> dict:
-        workers = self.num_workers
-        return dict(
-            num_workers=workers,
-            persistent_workers=self.persistent_workers and workers > 0,
-            pin_memory=self.pin_memory,
-            worker_init_fn=worker_init if workers > 0 else None,
-            # The workers' base seed comes from the loader's own generator, not torch's global
-            # RNG, so that remaking an iterator on resume leaves the model's dropout unchanged.
-            generator=torch.Generator().manual_seed(self.seed),
-        )
+        workers, persistent = self.num_workers, self.persistent_workers
+        return loader_options(workers, persistent, self.pin_memory, self.seed)
 
     def train_dataloader(self) -> StatefulDataLoader:
-        dataset = self.datasets["train"]
-        size, rank = world()
+        dataset, (size, _) = self.datasets["train"], world()
         if len(dataset) < self.batch_size * size:
             raise DatasetError(
                 f"train_split={self.train_split!r} has {len(dataset)} images, fewer than one "
                 f"batch (batch_size={self.batch_size} x {size} processes); lower data.batch_size"
             )
-        return StatefulDataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=SeededSampler(dataset, size, rank, shuffle=True, seed=self.seed),
-            drop_last=True,
-            **self.loader_options(),
-        )
+        return train_loader(dataset, self.batch_size, self.seed, **self.loader_options())
 
     def eval_dataloader(self, name: str) -> DataLoader:
         """Sequential, at native size; padded collate for batches of different sizes."""
         if name not in self.datasets:
             raise DatasetError(f"no {name} split: set data.{name}_split (e.g. 'val')")
-        dataset, (size, rank) = self.datasets[name], world()
-        # Lightning's unpadded sampler: ranks may differ by one batch, each image counts once
-        sampler = (
-            UnrepeatedDistributedSampler(dataset, size, rank, shuffle=False) if size > 1 else None
-        )
-        return DataLoader(
-            dataset,
-            batch_size=self.val_batch_size,
-            sampler=sampler,
-            collate_fn=partial(pad_collate, ignore_index=self.ignore_index),
-            **self.loader_options(),
+        collate = partial(pad_collate, ignore_index=self.ignore_index)
+        return eval_loader(
+            self.datasets[name], self.val_batch_size, collate, **self.loader_options()
         )
 
     def val_dataloader(self) -> DataLoader:

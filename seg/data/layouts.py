@@ -1,4 +1,4 @@
-"""Which files form a split, which layout a root holds, and the checks every layout's splits pass.
+"""Which files form a split and which layout a root holds (their checks: check.py).
 
 Folder layout under ``root``: an image folder and a mask folder (``image_dir``, ``mask_dir``),
 searched recursively and paired by id. A name pattern per side says how a file name holds the id:
@@ -245,23 +245,3 @@ def choose_layout(root: Path, image_dir: str = "images", mask_dir: str = "masks"
         "in one of them (python -m seg.doctor ROOT shows what it holds), or set "
         "data.layout and data.folder for another tree"
     )
-
-
-def check_unique(samples: list[Sample], split: str) -> None:
-    """Refuse a split that lists an id twice: it would count twice in every metric."""
-    repeated = [i for i, n in Counter(s.id for s in samples).items() if n > 1]
-    if repeated:
-        raise DuplicateIdError(
-            f"split {split!r} lists {len(repeated)} ids more than once (first: "
-            f"{', '.join(repeated[:5])}); list each image once"
-        )
-
-
-def check_files(samples: list[Sample]) -> None:
-    """Refuse a split whose images or masks are missing, naming the first few (before training)."""
-    missing = [str(p) for s in samples for p in (s.image, s.mask) if not p.is_file()]
-    if missing:
-        raise MissingFileError(
-            f"{len(missing)} image/mask files of the split are missing (first: "
-            f"{', '.join(missing[:3])}); add them or remove their ids from the split file"
-        )

@@ -1,10 +1,12 @@
 """SeededSampler: the training order and every augmentation as pure functions of (seed, epoch).
 
-Also what each loader process needs: ``worker_init`` (threads, seeding, Ctrl+C) and ``world``
-(this process's rank under DDP).
+Also the loaders built on it (``train_loader``: stateful, so a mid-epoch checkpoint resumes the
+same batches; ``eval_loader``: sequential and unpadded under DDP), what each loader process
+needs (``worker_init``: threads, seeding, Ctrl+C) and ``world`` (this process's rank under DDP).
 """
 
 import signal
+import warnings
 from collections.abc import Iterator
 
 import cv2
@@ -12,7 +14,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from lightning_fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DistributedSampler
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+# torchdata 0.11 calls a torch function that torch 2.14 deprecates, on every loader it makes.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -53,3 +60,34 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+def loader_options(workers: int, persistent: bool, pin_memory: bool, seed: int) -> dict:
+    """The loader keywords shared by training and evaluation."""
+    return dict(
+        num_workers=workers,
+        persistent_workers=persistent and workers > 0,
+        pin_memory=pin_memory,
+        worker_init_fn=worker_init if workers > 0 else None,
+        # The workers' base seed comes from the loader's own generator, not torch's global
+        # RNG, so that remaking an iterator on resume leaves the model's dropout unchanged.
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def train_loader(dataset: Dataset, batch_size: int, seed: int, **options) -> StatefulDataLoader:
+    """Shuffled by ``SeededSampler`` over this rank's shard; whole batches only."""
+    size, rank = world()
+    sampler = SeededSampler(dataset, size, rank, shuffle=True, seed=seed)
+    return StatefulDataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **options
+    )
+
+
+def eval_loader(dataset: Dataset, batch_size: int, collate_fn, **options) -> DataLoader:
+    """Sequential; under DDP Lightning's unpadded sampler, so each image counts once."""
+    size, rank = world()
+    sampler = UnrepeatedDistributedSampler(dataset, size, rank, shuffle=False) if size > 1 else None
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, **options
+    )

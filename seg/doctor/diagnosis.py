@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from seg.data.check import check_unique
 from seg.data.encodings import MaskDecoder
 from seg.data.layouts import (
     MASK_TYPES,
     SPLIT,
     Sample,
-    check_unique,
     folder_samples,
     index_files,
     pair,
