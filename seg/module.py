@@ -90,6 +90,7 @@ class SegmentationModule(pl.LightningModule):
         options = LossOptions(ignore_index, class_weights, loss_reduction, label_smoothing,
                               ohem_thresh, ohem_min_kept)  # fmt: skip
         self.criterion = build_loss(loss, options)
+        self.train_matrix = ConfusionMatrix(num_classes, ignore_index)  # of the augmented crops
         self.val_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.test_matrix = ConfusionMatrix(num_classes, ignore_index)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -129,7 +130,13 @@ class SegmentationModule(pl.LightningModule):
                 f"trainer.precision=32-true, then resume from the last checkpoint."
             )
         self.log("train/loss", loss, on_step=True, prog_bar=True)
+        self.train_matrix.update(logits.detach(), batch["mask"])
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        """train/mIoU: the epoch's augmented crops as the network saw them (DDP-summed)."""
+        self.log("train/mIoU", float(scores(self.train_matrix.compute())["mIoU"]))
+        self.train_matrix.reset()
 
     def _eval_step(self, stage: str, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Update the stage's loss and confusion matrix; return the predictions ``(N, H, W)``.

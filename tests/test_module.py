@@ -81,3 +81,23 @@ def test_unknown_choices_list_the_valid_ones():
         SegmentationModule("fcn8s", "tiny", loss_reduction="none")
     with pytest.raises(ValueError, match="one weight per class"):
         SegmentationModule("fcn8s", "tiny", num_classes=3, class_weights=[1.0])
+
+
+def test_training_miou_counts_the_epochs_crops_and_starts_again(monkeypatch):
+    module = SegmentationModule("fcn8s", "tiny", num_classes=2)
+    masks = torch.tensor([[[0, 0, 1, 1]]])  # two pixels of each class, one row
+    # the network says class 0 everywhere: IoU 2/4 for class 0, 0/2 for class 1 -> mIoU 0.25
+    logits = torch.stack([torch.ones(1, 1, 4), torch.zeros(1, 1, 4)], dim=1).requires_grad_()
+    monkeypatch.setattr(module, "forward", lambda images: logits)
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.update({name: value}))
+    batch = {"image": torch.zeros(1, 3, 1, 4), "mask": masks}
+    module.training_step(batch, 0)
+    module.on_train_epoch_end()
+    assert logged["train/mIoU"] == pytest.approx(0.25)
+    # a perfect epoch after it is scored alone: the matrix was reset
+    perfect = torch.nn.functional.one_hot(masks, 2).permute(0, 3, 1, 2).float()
+    monkeypatch.setattr(module, "forward", lambda images: perfect)
+    module.training_step(batch, 0)
+    module.on_train_epoch_end()
+    assert logged["train/mIoU"] == pytest.approx(1.0)
