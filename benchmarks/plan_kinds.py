@@ -154,7 +154,7 @@ def label(name: str, overrides: list[str]) -> str:
 
 def arm(kind: str, name: str, root: Path, args) -> dict:
     """Plan (for the plan arm) and train one arm; its score and times."""
-    tag = label(name, args.overrides).replace(" ", "_").replace("/", "_")
+    tag = label(name, args.overrides).replace(" ", "_").replace("/", "_").replace("=", "-")
     configs, runs = args.work / "configs", args.work / "runs" / f"{kind}-{tag}"
     search = f"hydra.searchpath=[file://{configs}]"
     common = [search, "logger=csv", "callbacks=none", f"paths.output_dir={runs}",
