@@ -404,6 +404,6 @@ def test_camvid_config_loads_367_train_and_101_val(monkeypatch):
     assert (len(dm.datasets["train"]), len(dm.datasets["val"])) == (367, 101)
     assert dm.class_names == (root / "class_names.txt").read_text().split()
     batch = next(iter(dm.train_dataloader()))
-    assert batch["image"].shape == (8, 3, 352, 480)
+    assert batch["image"].shape == (2, 3, 352, 480)  # data.batch_size from voc.yaml
     check_sample(dm.datasets["val"][0], num_classes=11)
     assert dm.datasets["val"][0]["mask"].shape == (360, 480)
