@@ -76,12 +76,13 @@ class Budget(pl.Callback):
         self.plan: dict | None = None
         self.started = time.monotonic()
         self.marks: dict[int, float] = {}
+        self.resumed = False  # a resumed run's clock started again: it records no seconds taken
 
     def state_dict(self) -> dict:
         return {"plan": self.plan}
 
     def load_state_dict(self, state: dict) -> None:
-        self.plan = state.get("plan")
+        self.plan, self.resumed = state.get("plan"), True
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.max_steps > 0 and self.plan is None:
@@ -107,6 +108,20 @@ class Budget(pl.Callback):
         if step >= trainer.max_steps > 0:  # validate the last step: stop "early" there
             trainer.should_stop = True
             trainer.check_val_every_n_epoch = 1
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Record the seconds training and its validations took against the budget."""
+        if self.plan is None or self.plan.get("given") or self.resumed:
+            return
+        self.plan["seconds_taken"] = round(time.monotonic() - self.started, 1)
+        log.info(
+            "trainer.budget=%ss: training and its validations took %.1f s (%+.0f %%)",
+            self.seconds, self.plan["seconds_taken"],
+            100 * (self.plan["seconds_taken"] / self.seconds - 1),
+        )  # fmt: skip
+        if self.run_dir and trainer.is_global_zero:
+            path = Path(self.run_dir) / "budget.json"
+            path.write_text(json.dumps(self.plan, indent=2) + "\n")
 
     def make_plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
         steps = sorted(self.marks)

@@ -153,6 +153,7 @@ def test_budget_fixes_the_steps_after_the_warm_up_and_a_rerun_repeats_them(tmp_p
     whole = run(tmp_path, "whole", common)
     plan = json.loads((tmp_path / "whole" / "budget.json").read_text())
     assert (plan["steps"], plan["seconds_per_step"], plan["validations"]) == (20, 1.0, 1)
+    assert plan["seconds_taken"] == 20.0  # 20 steps of one fake second, recorded at the end
     assert "val/mIoU" in whole
     last_whole = read_checkpoint(tmp_path / "whole" / "checkpoints" / "last.ckpt")
     assert last_whole["global_step"] == 20
@@ -166,6 +167,8 @@ def test_budget_fixes_the_steps_after_the_warm_up_and_a_rerun_repeats_them(tmp_p
     assert lr == pytest.approx(0.01 * (1 - 15 / 20) ** 0.9)  # poly over the planned 20 steps
     resumed = run(tmp_path, "parts", [*common, f"ckpt_path={last}"])
     again = run(tmp_path, "again", [*common, "trainer.max_steps=20"])
+    # a resumed run's clock started again, and a rerun of a plan only records: no seconds taken
+    assert "seconds_taken" not in json.loads((tmp_path / "parts" / "budget.json").read_text())
     for other, metrics in (
         (last, resumed),
         (tmp_path / "again" / "checkpoints" / "last.ckpt", again),
