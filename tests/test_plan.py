@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,10 @@ def test_binary_0_255_masks_read_as_binary_and_said_so(tmp_path):
     assumed = " ".join(what + override for what, override in plan.assumed)
     assert "only 0 and 255" in assumed and "--mask-encoding index" in assumed
     assert "no groups" in assumed  # cell000 .. cell009: one prefix, no grouping
-    assert plan.value("model.loss") == "ohem"  # foreground 7 % vs background 93 %: 13x
+    # foreground 7 % vs background 93 % (13x) would take OHEM, but 8 training images take plain
+    # cross-entropy without class weights, and the plan says how to go back
+    assert plan.value("model.loss") == "ce" and plan.value("model.class_weights") is None
+    assert "model.loss=ohem model.class_weights=median_frequency_sqrt" in assumed
 
 
 def test_four_band_16_bit_tree(tmp_path):
@@ -283,3 +287,12 @@ def test_camvid_plan_is_the_recipe_where_its_setup_fits_8_epochs(resnet_288x384,
     assert plan.value("model.loss") == "ohem" and plan.value("model.eval_scale") == 1.0
     assert plan.value("model.class_weights") == "median_frequency_sqrt"
     assert plan.value("data.batch_size") == 4 and 10 <= plan.value("model.warmup_iters") <= 50
+
+
+def test_few_training_images_take_plain_cross_entropy_from_29_down():
+    """The loss rule's image count: 30 CamVid-like images keep OHEM, 29 do not."""
+    fp = camvid_like()
+    probed = [Timing(c, 0.5, None, True) for c in candidates(fp, 1.0)]
+    for n, loss, weights in ((30, "ohem", "median_frequency_sqrt"), (29, "ce", None)):
+        plan = make_plan(replace(fp, train_ids=fp.train_ids[:n]), probed, 1200, "20m", "/tmp/s")
+        assert (plan.value("model.loss"), plan.value("model.class_weights")) == (loss, weights)
