@@ -91,20 +91,17 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.class_names = [str(n) for n in class_names]
         self.num_classes, self.ignore_index = len(self.class_names), int(ignore_index)
-        self.label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
+        labels = {int(k): int(v) for k, v in (label_map or {}).items()}
         self.own_palette = [[int(c) for c in rgb] for rgb in palette] if palette else None
-        self.decoder = MaskDecoder(
-            self.num_classes, self.ignore_index, mask_encoding, self.label_map,
-            reduce_zero_label, self.own_palette, void_colours,
-        )  # fmt: skip
-        self.in_channels = int(in_channels)
-        self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self.decoder = MaskDecoder(self.num_classes, self.ignore_index, mask_encoding, labels,
+                                   reduce_zero_label, self.own_palette, void_colours)  # fmt: skip
+        self.in_channels, self.mean = int(in_channels), tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
         crop = [crop_size] * 2 if isinstance(crop_size, int) else list(crop_size)
-        self.augment = dict(
-            crop_size=(int(crop[0]), int(crop[-1])), base_size=base_size,
-            scale_range=(float(scale_range[0]), float(scale_range[1])), hflip=hflip,
-            color_jitter=float(color_jitter), photometric=float(photometric),
-        )  # fmt: skip
+        self.augment = dict(crop_size=(int(crop[0]), int(crop[-1])), base_size=base_size,
+                            scale_range=(float(scale_range[0]), float(scale_range[1])),
+                            hflip=hflip, color_jitter=float(color_jitter),
+                            photometric=float(photometric))  # fmt: skip
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
