@@ -289,10 +289,10 @@ def test_camvid_plan_is_the_recipe_where_its_setup_fits_8_epochs(resnet_288x384,
     assert plan.value("data.batch_size") == 4 and 10 <= plan.value("model.warmup_iters") <= 50
 
 
-def test_few_training_images_take_plain_cross_entropy_from_29_down():
-    """The loss rule's image count: 30 CamVid-like images keep OHEM, 29 do not."""
+def test_few_training_images_take_plain_cross_entropy_from_9_down():
+    """The loss rule's image count: 10 CamVid-like images keep OHEM, 9 do not."""
     fp = camvid_like()
     probed = [Timing(c, 0.5, None, True) for c in candidates(fp, 1.0)]
-    for n, loss, weights in ((30, "ohem", "median_frequency_sqrt"), (29, "ce", None)):
+    for n, loss, weights in ((10, "ohem", "median_frequency_sqrt"), (9, "ce", None)):
         plan = make_plan(replace(fp, train_ids=fp.train_ids[:n]), probed, 1200, "20m", "/tmp/s")
         assert (plan.value("model.loss"), plan.value("model.class_weights")) == (loss, weights)
