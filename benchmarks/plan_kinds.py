@@ -18,7 +18,7 @@ The kinds are built from ``../shared/data`` under ``--work`` (reused when alread
 - ``multiband16``: ``streets`` as 4-band 16-bit TIFFs (RGB scaled to 16 bits, and a fourth band,
   the blurred luminance);
 - ``few``: ``streets`` with only 10 training frames, evenly spaced over its two sequences, and
-  the same held-out street to validate.
+  the same held-out street to validate; ``five``: the same with 5 frames.
 
 Each arm trains with ``trainer.budget`` (``--budget``) through ``train.py`` and is scored by the
 validation of its last step, which the budget always runs (``val/mIoU`` of the CSV log), with
@@ -58,8 +58,8 @@ from benchmarks.common import REPO, RESULTS, cpu_model, machine_info, markdown_t
 SHARED = REPO.parent / "shared" / "data"
 CAMVID = SHARED / "camvid"
 VOC = SHARED / "voc_mini" / "VOC2012"
-KINDS = ("streets", "voc", "grey", "binary", "tiles", "multiband16", "few")
-FEW = 10  # training frames of the kind "few"
+KINDS = ("streets", "voc", "grey", "binary", "tiles", "multiband16", "few", "five")
+FEW = {"few": 10, "five": 5}  # training frames of the kinds with few images
 ARMS = ("plan", "defaults", "paper", "recipe")
 TITLE = "The plan against the defaults and the CamVid recipe at equal minutes (val mIoU %)"
 CAR = 8  # CamVid's class index of car
@@ -118,8 +118,8 @@ def build(kind: str, work: Path) -> Path:
                 if ids[k][:6] == ids[k + 3][:6]:  # four frames of one sequence
                     write(root, split, f"{ids[k]}_x4", *mosaic(ids[k : k + 4]), kind)
     else:
-        if kind == "few":
-            train = train[:: len(train) // FEW][:FEW]
+        if kind in FEW:
+            train = train[:: len(train) // FEW[kind]][: FEW[kind]]
         for split, ids in (("train", train), ("val", held[::3])):
             for image_id in ids:
                 write(root, split, image_id, *camvid_pair(image_id), kind)
