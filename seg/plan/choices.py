@@ -101,13 +101,18 @@ def loss_rule(plan: Plan, fp: Fingerprint, timing: Timing) -> None:
     ratio = high / low
     shares = f"{common} {100 * high:.1f} % / {rare} {100 * low:.2g} % = {ratio:.0f}x"
     n = len(fp.train_ids)
+    kept = round(OHEM_SHARE * timing.candidate.batch_size * math.prod(timing.candidate.crop))
     if n < FEW_FOR_OHEM:  # rare classes then rest on a handful of objects
         why = f"{n} training images < {FEW_FOR_OHEM}: {FEW_EVIDENCE}"
         plan.add("model.loss", "ce", why)
         plan.add("model.class_weights", None, f"{n} training images (imbalance {ratio:.0f}x)")
+        plan.assumed.append((
+            f"few images ({n} to train): plain cross-entropy without class weights, although "
+            f"the classes' shares differ {ratio:.0f}x",
+            f"the recipe's loss: model.loss=ohem model.ohem_min_kept={kept} "
+            "model.class_weights=median_frequency_sqrt",
+        ))  # fmt: skip
     elif ratio >= IMBALANCE:
-        c = timing.candidate
-        kept = round(OHEM_SHARE * c.batch_size * c.crop[0] * c.crop[1])
         plan.add("model.loss", "ohem", f"imbalance {shares} >= {IMBALANCE}x; CamVid +1.5 mIoU")
         plan.add("model.ohem_min_kept", kept, "the recipe's share: 22.6 % of a batch's pixels")
         plan.add("model.class_weights", "median_frequency_sqrt", f"imbalance {ratio:.0f}x")
@@ -147,12 +152,8 @@ def data_assumptions(plan: Plan, fp: Fingerprint) -> None:
     if len(fp.train_ids) < FEW_IMAGES:
         plan.assumed.append((
             f"few images ({len(fp.train_ids)} to train, {len(fp.val_ids)} to validate): scores "
-            f"are noisy, and the recipe's choices come from 367 CamVid images"
-            + (", so the loss is plain cross-entropy without class weights"
-               if len(fp.train_ids) < FEW_FOR_OHEM else ""),
-            "model.weights=imagenet (ImageNet initialisation) may help with few RGB images"
-            + ("; model.loss=ohem model.class_weights=median_frequency_sqrt restores the recipe's "
-               "loss" if len(fp.train_ids) < FEW_FOR_OHEM else ""),
+            f"are noisy, and the recipe's choices come from 367 CamVid images",
+            "model.weights=imagenet (ImageNet initialisation) may help with few RGB images",
         ))  # fmt: skip
     single = [n for n, p in zip(fp.class_names, fp.presence, strict=True) if p == 1]
     if single:
