@@ -234,8 +234,8 @@ def vars_of(args) -> dict:
 
 
 def table(rows: list[dict]) -> tuple[list[dict], list[str]]:
-    head = ["kind", "arm", "budget", "seed", "plan seconds", "seconds", "taken", "steps", "step"]
-    head.append("mIoU")
+    head = ["kind", "arm", "budget", "seed", "plan seconds", "seconds", "taken", "steps", "step",
+            "mIoU"]  # fmt: skip
     return rows, head + (["error"] if any("error" in r for r in rows) else [])
 
 

@@ -119,9 +119,7 @@ class Budget(pl.Callback):
             self.seconds, self.plan["seconds_taken"],
             100 * (self.plan["seconds_taken"] / self.seconds - 1),
         )  # fmt: skip
-        if self.run_dir and trainer.is_global_zero:
-            path = Path(self.run_dir) / "budget.json"
-            path.write_text(json.dumps(self.plan, indent=2) + "\n")
+        save(self.plan, self.run_dir)
 
     def make_plan(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict:
         steps = sorted(self.marks)
@@ -183,6 +181,11 @@ def report(plan: dict, run_dir: str | None) -> None:
         plan["budget_seconds"], plan["seconds_per_step"], *plan["timed_steps"],
         plan["seconds_per_validation"], plan["steps"], plan["validations"], plan["steps"],
     )  # fmt: skip
+    save(plan, run_dir)
+
+
+def save(plan: dict, run_dir: str | None) -> None:
+    """Write the plan to ``<run_dir>/budget.json``."""
     if run_dir:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         (Path(run_dir) / "budget.json").write_text(json.dumps(plan, indent=2) + "\n")

@@ -309,8 +309,7 @@ def test_distributed_samplers_shuffle_train_and_split_eval_without_repeats(voc_r
     dm.setup("fit")
     seen = []
     for rank in range(2):
-        for home in (seg.data.datamodule, seg.data.sampler):  # the batch check, the loaders
-            monkeypatch.setattr(home, "world", lambda rank=rank: (2, rank))
+        monkeypatch.setattr(seg.data.datamodule, "world", lambda rank=rank: (2, rank))
         train = dm.train_dataloader()
         assert isinstance(train.sampler, torch.utils.data.DistributedSampler)
         assert train.sampler.shuffle and len(train) == 3  # 6 images over 2 ranks

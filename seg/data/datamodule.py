@@ -187,22 +187,22 @@ class SegmentationDataModule(pl.LightningDataModule):
         return loader_options(workers, persistent, self.pin_memory, self.seed)
 
     def train_dataloader(self) -> StatefulDataLoader:
-        dataset, (size, _) = self.datasets["train"], world()
+        dataset, (size, rank) = self.datasets["train"], world()
         if len(dataset) < self.batch_size * size:
             raise DatasetError(
                 f"train_split={self.train_split!r} has {len(dataset)} images, fewer than one "
                 f"batch (batch_size={self.batch_size} x {size} processes); lower data.batch_size"
             )
-        return train_loader(dataset, self.batch_size, self.seed, **self.loader_options())
+        options = self.loader_options()
+        return train_loader(dataset, self.batch_size, self.seed, (size, rank), **options)
 
     def eval_dataloader(self, name: str) -> DataLoader:
         """Sequential, at native size; padded collate for batches of different sizes."""
         if name not in self.datasets:
             raise DatasetError(f"no {name} split: set data.{name}_split (e.g. 'val')")
         collate = partial(pad_collate, ignore_index=self.ignore_index)
-        return eval_loader(
-            self.datasets[name], self.val_batch_size, collate, **self.loader_options()
-        )
+        options = self.loader_options()
+        return eval_loader(self.datasets[name], self.val_batch_size, collate, world(), **options)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("val")

@@ -75,18 +75,21 @@ def loader_options(workers: int, persistent: bool, pin_memory: bool, seed: int) 
     )
 
 
-def train_loader(dataset: Dataset, batch_size: int, seed: int, **options) -> StatefulDataLoader:
-    """Shuffled by ``SeededSampler`` over this rank's shard; whole batches only."""
-    size, rank = world()
-    sampler = SeededSampler(dataset, size, rank, shuffle=True, seed=seed)
+def train_loader(
+    dataset: Dataset, batch_size: int, seed: int, world_rank: tuple[int, int], **options
+) -> StatefulDataLoader:
+    """Shuffled by ``SeededSampler`` over this rank's shard (``world()``); whole batches only."""
+    sampler = SeededSampler(dataset, *world_rank, shuffle=True, seed=seed)
     return StatefulDataLoader(
         dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **options
     )
 
 
-def eval_loader(dataset: Dataset, batch_size: int, collate_fn, **options) -> DataLoader:
+def eval_loader(
+    dataset: Dataset, batch_size: int, collate_fn, world_rank: tuple[int, int], **options
+) -> DataLoader:
     """Sequential; under DDP Lightning's unpadded sampler, so each image counts once."""
-    size, rank = world()
+    size, rank = world_rank
     sampler = UnrepeatedDistributedSampler(dataset, size, rank, shuffle=False) if size > 1 else None
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, **options
