@@ -212,6 +212,9 @@ def test_written_experiment_composes_and_builds(tmp_path, monkeypatch, capsys):
     cfg = compose("train", overrides, tmp_path / "out")
     assert cfg.model.backbone == "mobilenet_v3_large" and cfg.model.arch == "fcn8s"
     assert cfg.trainer.budget == "2m" and cfg.model.warmup_iters >= 10
+    # ImageNet weights where the machine has them; random init, with a warning, where not
+    assert cfg.model.weights == "imagenet" and cfg.model.weights_required is False
+    assert "model.weights=null trains from scratch" in out
     from hydra.utils import instantiate
 
     from seg.models import build_model

@@ -68,10 +68,19 @@ def network_rule(plan: Plan, fp: Fingerprint, timing: Timing, budget: float, eno
     speed = f"{timing.seconds_per_step:.2f} s/step at {c.crop[0]}x{c.crop[1]} batch {c.batch_size}"
     why = f"probe: {speed} -> {n:.1f} epochs of {len(fp.train_ids)} images in the budget"
     plan.add("model.backbone", c.backbone, why)
-    plan.add("model.weights", None, "from scratch, as the CamVid recipe; runs offline")
+    plan.add("model.weights", "imagenet", "ImageNet initialisation, as the FCN paper and peers")
+    plan.add(
+        "model.weights_required", False,
+        "weights not in the cache nor downloadable: random init, as every run measured here",
+    )  # fmt: skip
     plan.add("model.in_channels", fp.bands, f"{fp.bands}-band {fp.bit_depth}-bit images")
     plan.add("model.channels_last", True, "the CamVid recipe")
     plan.estimate.update(epochs=round(n, 1), seconds_per_step=timing.seconds_per_step)
+    plan.assumed.append((
+        "ImageNet weights where this machine has them or can download them, random init "
+        "otherwise: the rules were measured from random init (no weights offline)",
+        "model.weights=null trains from scratch on every machine alike",
+    ))  # fmt: skip
     if not enough:
         plan.assumed.append((
             f"only {n:.1f} epochs fit the budget on this device (the plan aims at {MIN_EPOCHS})",
@@ -153,7 +162,8 @@ def data_assumptions(plan: Plan, fp: Fingerprint) -> None:
         plan.assumed.append((
             f"few images ({len(fp.train_ids)} to train, {len(fp.val_ids)} to validate): scores "
             f"are noisy, and the recipe's choices come from 367 CamVid images",
-            "model.weights=imagenet (ImageNet initialisation) may help with few RGB images",
+            "ImageNet weights matter most with few images: offline, pass a local copy with "
+            "model.weights=/path/to/the/backbone/state_dict.pth",
         ))  # fmt: skip
     single = [n for n, p in zip(fp.class_names, fp.presence, strict=True) if p == 1]
     if single:
