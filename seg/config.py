@@ -56,6 +56,12 @@ def check_model(model: dict, num_classes: int | None) -> None:
         fail("model.lr", model["lr"], "a learning rate must be a number > 0")
     if "momentum" in model and not (number(model["momentum"]) and 0 <= model["momentum"] < 1):
         fail("model.momentum", model["momentum"], "momentum must lie in [0, 1)")
+    aux = model.get("aux_weight", 0)
+    if not (number(aux) and aux >= 0):
+        fail("model.aux_weight", aux, "a loss weight must be a number >= 0 (0 turns it off)")
+    if aux and model.get("arch", "fcn8s") not in ("fcn16s", "fcn8s"):
+        fail("model.aux_weight", aux, "deep supervision needs FCN-16s or FCN-8s's coarser "
+             "scores; use model=fcn8s or model.aux_weight=0")  # fmt: skip
     bn = model.get("bn_momentum")
     if bn is not None and not (number(bn) and 0 < bn <= 1):
         fail("model.bn_momentum", bn, "use a number in (0, 1], or null for the backbone's own")

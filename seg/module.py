@@ -36,6 +36,8 @@ class SegmentationModule(pl.LightningModule):
     linear warm-up. ``eval_scale`` resizes validation images before the network (for models
     trained on downscaled crops) and scores the upsampled logits against native-size masks;
     ``eval_flip`` averages each validation image's logits with its mirror image's.
+    ``aux_weight`` > 0 adds deep supervision to FCN-16s/8s: the training loss also scores the
+    coarser FCN-32s (and FCN-16s) predictions, upsampled, each weighted ``aux_weight``.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class SegmentationModule(pl.LightningModule):
         eval_flip: bool = False,
         in_channels: int = 3,
         bn_momentum: float | None = None,
+        aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -85,6 +88,7 @@ class SegmentationModule(pl.LightningModule):
         )  # fmt: skip
         if channels_last is True:
             self.model.to(memory_format=torch.channels_last)
+        self.model.decoder.keep_coarse = aux_weight > 0  # check_model: FCN-16s/8s only
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=False)
         options = LossOptions(ignore_index, class_weights, loss_reduction, label_smoothing,
@@ -119,9 +123,21 @@ class SegmentationModule(pl.LightningModule):
         """The training loss, ``model.loss`` (seg/losses.py); validation reports cross-entropy."""
         return self.criterion(logits, masks)
 
+    def deep_supervision(self, masks: Tensor) -> Tensor | float:
+        """``aux_weight`` times the loss of each coarser FCN prediction of the last forward."""
+        coarse, self.model.decoder.coarse = self.model.decoder.coarse, {}
+        h, w = masks.shape[-2:]
+        total = 0.0
+        for stride, logits in coarse.items():  # padded input: H' = stride * h', cropped back
+            up = F.interpolate(logits, scale_factor=stride, mode="bilinear", align_corners=False)
+            total = total + self.loss(up[..., :h, :w], masks)
+        return self.hparams.aux_weight * total
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
         loss = self.loss(logits, batch["mask"])
+        if self.hparams.get("aux_weight", 0):
+            loss = loss + self.deep_supervision(batch["mask"])
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()} at step {self.global_step} "

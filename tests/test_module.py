@@ -1,5 +1,6 @@
 """SegmentationModule's optimisation pieces: class weights, bias groups, the poly schedule."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -101,3 +102,40 @@ def test_training_miou_counts_the_epochs_crops_and_starts_again(monkeypatch):
     module.training_step(batch, 0)
     module.on_train_epoch_end()
     assert logged["train/mIoU"] == pytest.approx(1.0)
+
+
+def test_deep_supervision_scores_the_coarser_fcn_predictions():
+    torch.manual_seed(0)
+    module = SegmentationModule(arch="fcn8s", backbone="tiny", num_classes=3, aux_weight=0.4)
+    images, masks = torch.randn(2, 3, 50, 70), torch.randint(0, 3, (2, 50, 70))
+    module.train()
+    logits = module(images)
+    coarse = module.model.decoder.coarse  # FCN-32s and FCN-16s, on the input padded to 64x96
+    assert {s: tuple(c.shape[-2:]) for s, c in coarse.items()} == {32: (2, 3), 16: (4, 6)}
+    # score layers start at zero: each coarse prediction is uniform, cross-entropy ln 3
+    assert module.deep_supervision(masks).item() == pytest.approx(0.4 * 2 * math.log(3))
+    assert module.model.decoder.coarse == {}  # taken once; no graph kept across steps
+    # and it trains the stride-32 score layer beyond what the final loss does
+    plain = SegmentationModule(arch="fcn8s", backbone="tiny", num_classes=3)
+    plain.load_state_dict(module.state_dict())
+    grads = []
+    for m in (plain, module):
+        m.train()
+        out = m(images)
+        loss = m.loss(out, masks) + (m.deep_supervision(masks) if m is module else 0)
+        loss.backward()
+        grads.append(m.model.decoder.score["32"].bias.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+    module.eval()
+    module(images)
+    assert module.model.decoder.coarse == {}  # nothing kept outside training
+
+
+def test_deep_supervision_needs_fcn_skips():
+    from seg.errors import ConfigError
+
+    for arch in ("unet", "fcn32s"):
+        with pytest.raises(ConfigError, match="model.aux_weight"):
+            SegmentationModule(arch=arch, backbone="tiny", num_classes=3, aux_weight=0.4)
+    with pytest.raises(ConfigError, match="model.aux_weight"):
+        SegmentationModule(arch="fcn8s", backbone="tiny", num_classes=3, aux_weight=-1)

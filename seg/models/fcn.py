@@ -55,12 +55,20 @@ class FCNDecoder(nn.Module):
             bilinear_upsample(num_classes, coarse // fine) for coarse, fine in pairwise(strides)
         )
         self.up_out = bilinear_upsample(num_classes, strides[-1], trainable=not freeze_upsampler)
+        # Deep supervision (model.aux_weight): in training, forward also keeps the coarser
+        # predictions, FCN-32s's and FCN-16s's scores, as {stride: (N, K, H/stride, W/stride)}.
+        self.keep_coarse = False
+        self.coarse: dict[int, Tensor] = {}
 
     def forward(self, features: dict[int, Tensor]) -> Tensor:
         x = self.score["32"](features[32])  # (N, K, H/32, W/32)
-        for stride, up in zip(self.skip_strides, self.up2, strict=True):
+        coarse = {}
+        steps = pairwise((32, *self.skip_strides))
+        for (previous, stride), up in zip(steps, self.up2, strict=True):
+            coarse[previous] = x  # the FCN-<previous>s prediction
             skip = self.score[str(stride)](features[stride])  # (N, K, H/stride, W/stride)
             x = up(x) + skip  # sizes match exactly: the input is padded to a multiple of 32
+        self.coarse = coarse if self.keep_coarse and self.training else {}
         return self.up_out(x)  # (N, K, H, W)
 
 
