@@ -88,7 +88,8 @@ class SegmentationModule(pl.LightningModule):
         )  # fmt: skip
         if channels_last is True:
             self.model.to(memory_format=torch.channels_last)
-        self.model.decoder.keep_coarse = aux_weight > 0  # check_model: FCN-16s/8s only
+        if aux_weight > 0:  # check_model allows it for FCN-16s/8s only
+            self.model.decoder.keep_coarse = True
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weight", weight, persistent=False)
         options = LossOptions(ignore_index, class_weights, loss_reduction, label_smoothing,

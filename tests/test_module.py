@@ -109,7 +109,7 @@ def test_deep_supervision_scores_the_coarser_fcn_predictions():
     module = SegmentationModule(arch="fcn8s", backbone="tiny", num_classes=3, aux_weight=0.4)
     images, masks = torch.randn(2, 3, 50, 70), torch.randint(0, 3, (2, 50, 70))
     module.train()
-    logits = module(images)
+    module(images)
     coarse = module.model.decoder.coarse  # FCN-32s and FCN-16s, on the input padded to 64x96
     assert {s: tuple(c.shape[-2:]) for s, c in coarse.items()} == {32: (2, 3), 16: (4, 6)}
     # score layers start at zero: each coarse prediction is uniform, cross-entropy ln 3
